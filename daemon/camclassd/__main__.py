@@ -1,0 +1,5 @@
+import sys
+
+from camclassd.cli import main
+
+sys.exit(main())
