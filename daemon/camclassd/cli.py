@@ -51,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH, help="TOML config file")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None)
     p.add_argument("--max-frames", type=int, default=None, help="stop after N classified frames")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override one config key, e.g. --set mqtt.port=1884 (repeatable)",
+    )
 
     # --- bench (pipeline) ---
     p = sub.add_parser("bench", help="measure invoke(), the pipeline and a sequential loop")
