@@ -7,6 +7,7 @@ builds its own.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib
 import importlib.metadata
 import os
@@ -412,6 +413,9 @@ def _check_model_file(path: Path) -> None:
 
 def _load_edgetpu(runtime: _Runtime) -> Any:
     try:
+        # dlopen first: when the library is missing, the runtime's Delegate object fails
+        # half-built and its __del__ prints an "Exception ignored" traceback on stderr.
+        ctypes.CDLL(EDGETPU_LIBRARY)
         return runtime.load_delegate(EDGETPU_LIBRARY)
     except (ValueError, OSError, RuntimeError) as error:
         raise ModelError(
