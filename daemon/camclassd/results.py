@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 import numpy as np
 
@@ -57,3 +59,98 @@ def top_k(
         for i in order
         if scores[i] >= min_score
     )
+
+
+class LabelTracker:
+    """The label a dashboard should show for one camera: hysteresis plus a hold count.
+
+    A new top label becomes the stable label only after `stable_frames` consecutive frames in
+    which it is the top label with a score >= `threshold_high`. The stable label is cleared
+    when its score falls below `threshold_low` (a label outside the top-k counts as 0). So a
+    score wobbling between the two thresholds changes nothing, and the stable label never
+    switches to another label more often than every `stable_frames` frames.
+    """
+
+    __slots__ = ("_candidate", "_count", "high", "low", "stable", "stable_frames")
+
+    def __init__(self, threshold_high: float, threshold_low: float, stable_frames: int) -> None:
+        if not 0.0 <= threshold_low <= threshold_high <= 1.0:
+            raise ValueError("need 0 <= threshold_low <= threshold_high <= 1")
+        if stable_frames < 1:
+            raise ValueError("stable_frames must be >= 1")
+        self.high = threshold_high
+        self.low = threshold_low
+        self.stable_frames = stable_frames
+        self.stable: str | None = None
+        self._candidate: str | None = None
+        self._count = 0
+
+    def update(self, top: Sequence[Prediction]) -> tuple[str | None, bool]:
+        """Feed one frame's top-k (best first); returns (stable_label, changed)."""
+        before = self.stable
+        if self.stable is not None:
+            score = next((p.score for p in top if p.label == self.stable), 0.0)
+            if score < self.low:
+                self.stable = None
+        best = top[0] if top else None
+        if best is not None and best.score >= self.high and best.label != self.stable:
+            if best.label == self._candidate:
+                self._count += 1
+            else:
+                self._candidate, self._count = best.label, 1
+            if self._count >= self.stable_frames:
+                self.stable = best.label
+                self._candidate, self._count = None, 0
+        else:
+            self._candidate, self._count = None, 0
+        return self.stable, self.stable != before
+
+
+PublishMode = Literal["every", "on_change", "max_rate"]
+
+
+class PublishPolicy:
+    """Decides which results of one camera reach the sinks; the first one always does."""
+
+    __slots__ = ("_last", "max_rate_hz", "mode")
+
+    def __init__(self, mode: PublishMode = "every", max_rate_hz: float = 1.0) -> None:
+        if max_rate_hz <= 0:
+            raise ValueError("max_rate_hz must be > 0")
+        self.mode = mode
+        self.max_rate_hz = max_rate_hz
+        self._last: float | None = None  # monotonic time of the last published result
+
+    def should_publish(self, now: float, changed: bool) -> bool:
+        if self._last is None or self.mode == "every":
+            publish = True
+        elif self.mode == "on_change":
+            publish = changed
+        else:
+            publish = now - self._last >= 1.0 / self.max_rate_hz
+        if publish:
+            self._last = now
+        return publish
+
+
+def iso_utc(wall_time: float) -> str:
+    """'2026-11-24T10:15:03.123Z': ISO 8601, UTC, milliseconds."""
+    stamp = datetime.fromtimestamp(wall_time, tz=UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
+def classification_payload(result: Classification, device: str | None) -> dict[str, Any]:
+    """The classification message of DESIGN.md §2 (plus `stable_label`); no device key when
+    `device` is None (the stdout sink)."""
+    payload: dict[str, Any] = {"ts": iso_utc(result.wall_time)}
+    if device is not None:
+        payload["device"] = device
+    payload.update(
+        camera=result.camera,
+        seq=result.seq,
+        model=result.model,
+        top=[{"label": p.label, "index": p.index, "score": round(p.score, 4)} for p in result.top],
+        stable_label=result.stable_label,
+        latency_ms={stage: round(ms, 3) for stage, ms in result.latency_ms.items()},
+    )
+    return payload

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+import json
+import sys
+import threading
+from typing import Protocol, TextIO
 
-from camclassd.results import Classification
+from camclassd.results import Classification, classification_payload
 
 
 class Sink(Protocol):
@@ -13,3 +16,24 @@ class Sink(Protocol):
     def publish(self, result: Classification) -> None: ...
 
     def close(self) -> None: ...
+
+
+class JsonLinesSink:
+    """One JSON object per result on a text stream (stdout by default), flushed per line so
+    that `camclassd run | jq` shows results as they happen."""
+
+    def __init__(self, stream: TextIO | None = None, device: str | None = None) -> None:
+        self._stream = stream if stream is not None else sys.stdout
+        self._device = device
+        self._lock = threading.Lock()  # several inference workers may publish at once
+
+    def publish(self, result: Classification) -> None:
+        line = json.dumps(classification_payload(result, self._device), separators=(",", ":"))
+        with self._lock:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+
+    def close(self) -> None:
+        """The stream belongs to the caller; only flush it."""
+        with self._lock:
+            self._stream.flush()

@@ -1,0 +1,101 @@
+"""The `Source` interface every camera implements, and the reopen-with-backoff helper."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from camclassd.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+
+class Source(Protocol):
+    """A stream of RGB frames. Opened once, read from one thread, closed once.
+
+    `live` sources (cameras, streams) produce frames whether or not anyone keeps up, so the
+    pipeline drops the oldest; non-live ones (files, images) wait for the consumer.
+    """
+
+    name: str
+    live: bool
+
+    def open(self) -> None:
+        """Acquire the device or file; raises SourceError when it cannot."""
+
+    def read(self) -> np.ndarray | None:
+        """The next RGB uint8 HxWx3 frame; None at the end of a finite stream.
+
+        Raises SourceError on a failure or a stall, after which the caller reopens.
+        """
+
+    def close(self) -> None:
+        """Release the device; safe to call twice or after a failed open."""
+
+
+@dataclass(slots=True)
+class Backoff:
+    """Exponential delays: min_s, 2*min_s, ... capped at max_s; reset() after a success."""
+
+    min_s: float = 0.5
+    max_s: float = 30.0
+    factor: float = 2.0
+    _next: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_s <= self.max_s:
+            raise ValueError(f"backoff needs 0 < min_s <= max_s, got {self.min_s}, {self.max_s}")
+        self._next = self.min_s
+
+    def next_delay(self) -> float:
+        delay = self._next
+        self._next = min(self._next * self.factor, self.max_s)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self.min_s
+
+
+def reopen(
+    source: Source,
+    stop: threading.Event,
+    backoff: Backoff,
+    on_retry: Callable[[], None] | None = None,
+) -> bool:
+    """Close `source` and open it again, waiting longer after each failure.
+
+    Every attempt is logged and reported through `on_retry` (the pipeline counts them as
+    reconnects). Returns True once open, False when `stop` was set first. The wait is on
+    `stop`, so shutdown never waits out a long backoff.
+    """
+    attempt = 0
+    while not stop.is_set():
+        delay = backoff.next_delay()
+        attempt += 1
+        log.warning("source %s: reopening in %.1f s (attempt %d)", source.name, delay, attempt)
+        if stop.wait(delay):
+            return False
+        if on_retry is not None:
+            on_retry()
+        _close_quietly(source)
+        try:
+            source.open()
+        except SourceError as error:
+            log.warning("source %s: reopen attempt %d failed: %s", source.name, attempt, error)
+            continue
+        log.info("source %s: reopened after %d attempt(s)", source.name, attempt)
+        backoff.reset()
+        return True
+    return False
+
+
+def _close_quietly(source: Source) -> None:
+    try:
+        source.close()
+    except Exception:  # a broken device may fail to close; reopening is what matters
+        log.debug("source %s: close failed", source.name, exc_info=True)
