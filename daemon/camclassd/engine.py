@@ -37,6 +37,7 @@ DEFAULT_MEAN = 127.0
 DEFAULT_STD = 128.0
 
 _BACKGROUND_LABELS = frozenset({"background", "__background__", "bg", "???", "unused background"})
+_IMAGENET_WITH_BACKGROUND = 1001
 _INDEXED_LABEL = re.compile(r"^\s*(\d+)[\s:,]+(\S.*)$")
 
 
@@ -158,14 +159,19 @@ def _fit_labels(labels: list[str], outputs: int, labels_path: Path, model_path: 
     """Reconcile label and output counts; returns True when output 0 is a background class.
 
     Mutates `labels` (drops a leading background label) so that afterwards there is exactly
-    one label per class the engine reports.
+    one label per class the engine reports. The rule:
+    - as many labels as outputs: used as they are;
+    - one label more, the first "background"-like: that label is dropped;
+    - a 1001-output model with 1000 labels (TF-slim/Coral ImageNet): output 0 is background
+      and is dropped. Other off-by-one counts are errors: a labels file missing a line
+      would otherwise silently shift every class name.
     """
     if len(labels) == outputs:
         return False
     if len(labels) == outputs + 1 and labels[0].lower() in _BACKGROUND_LABELS:
         del labels[0]
         return False
-    if outputs == len(labels) + 1:
+    if outputs == len(labels) + 1 == _IMAGENET_WITH_BACKGROUND:
         return True
     raise ModelError(
         f"labels file {labels_path} has {len(labels)} labels but model {model_path} has "
