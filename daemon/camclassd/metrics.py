@@ -196,17 +196,33 @@ class Metrics:
             },
         }
 
+    def classified_total(self) -> int:
+        with self._lock:
+            return self._counters["classified"]
+
     def process_stats(self) -> dict[str, Any]:
-        """CPU % of this process since the last call, RSS, and Pi health where readable."""
-        with self._process.oneshot():
-            cpu = self._process.cpu_percent(interval=None)
-            rss = self._process.memory_info().rss
-        return {
-            "cpu_percent": round(float(cpu), 1),
-            "rss_mb": round(rss / 2**20, 1),
-            "cpu_temperature_c": cpu_temperature(),
-            "throttled": throttled_flags(),
-        }
+        """Process stats with CPU % measured since the previous call (no waiting)."""
+        return process_stats(self._process)
+
+
+def process_stats(process: psutil.Process | None = None) -> dict[str, Any]:
+    """CPU % and RSS of this process, CPU temperature and Pi throttling where readable.
+
+    With a long-lived `process` the CPU % covers the time since its previous call; without
+    one it is sampled over 0.1 s (a fresh psutil.Process has no previous sample).
+    """
+    if process is None:
+        process = psutil.Process()
+        cpu = process.cpu_percent(interval=0.1)
+    else:
+        cpu = process.cpu_percent(interval=None)
+    rss = process.memory_info().rss
+    return {
+        "cpu_percent": round(float(cpu), 1),
+        "rss_mb": round(rss / 2**20, 1),
+        "cpu_temperature_c": cpu_temperature(),
+        "throttled": throttled_flags(),
+    }
 
 
 def cpu_temperature() -> float | None:

@@ -1,0 +1,485 @@
+"""The streaming pipeline, top-down: capture -> bounded queues -> batched inference -> sinks.
+
+    capture thread per camera          FrameQueues                 inference workers
+    Source.read() -> Preprocessor  ->  one bounded deque per   ->  take 1..batch_size frames
+    stamp seq + times                  camera, one condition       Engine.infer(batch)
+                                       (drop_oldest | block)       top_k, LabelTracker,
+                                                                   PublishPolicy -> sinks
+
+Why per-camera queues behind one condition: drop_oldest must evict the oldest frame of
+*that* camera (one busy camera must not push out another camera's only frame), while the
+workers should still wait on one thing and batch across cameras. Taking round-robin keeps
+the cameras fair when inference is the bottleneck.
+
+Threads, not processes: invoke() and OpenCV release the GIL. Each worker owns its engine
+(a TFLite interpreter is not thread-safe). Every frame carries monotonic stamps per stage;
+Metrics turns them into latency percentiles.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from camclassd.config import CameraConfig, Config
+from camclassd.errors import SourceError
+from camclassd.frame import Frame
+from camclassd.metrics import Metrics
+from camclassd.preprocess import Preprocessor
+from camclassd.results import Classification, LabelTracker, PublishPolicy, top_k
+from camclassd.sinks import Sink
+from camclassd.sources import Backoff, Source, open_source, reopen
+
+log = logging.getLogger(__name__)
+
+SourceFactory = Callable[[str, CameraConfig, Path], Source]
+
+
+class InferenceEngine(Protocol):
+    """What the pipeline needs of `camclassd.engine.Engine`."""
+
+    name: str
+    input_size: tuple[int, int]
+    labels: list[str]
+
+    def to_input(self, pixels: np.ndarray) -> np.ndarray: ...
+
+    def infer(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+class Pipeline:
+    """Runs every enabled camera of a Config through shared inference workers into sinks."""
+
+    def __init__(
+        self,
+        config: Config,
+        engine_factory: Callable[[], InferenceEngine],
+        sinks: Sequence[Sink],
+        metrics: Metrics,
+        config_dir: Path,
+        *,
+        source_factory: SourceFactory = open_source,
+        reconnect_min_s: float = 0.5,
+        reconnect_max_s: float = 30.0,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.last_results: dict[str, Classification] = {}
+        self.finished = threading.Event()
+        self._engine_factory = engine_factory
+        self._sinks = tuple(sinks)  # owned by the caller: never closed here
+        self._config_dir = config_dir
+        self._source_factory = source_factory
+        self._backoff = (reconnect_min_s, reconnect_max_s)
+        self._cameras: dict[str, _Camera] = {}
+        self._queues = FrameQueues()
+        self._stopping = threading.Event()  # sources stop; workers drain what is queued
+        self._abort = threading.Event()  # past the stop deadline: discard instead of draining
+        self._paused = threading.Event()
+        self._captures: list[threading.Thread] = []
+        self._workers: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._captures_running = 0
+        self._workers_running = 0
+        self._started_at = 0.0
+
+    # ==== lifecycle =============================================================================
+
+    def start(self) -> None:
+        """Load one engine per worker, open the cameras, start the threads.
+
+        Raises ModelError when the model cannot load and SourceError when no camera opens
+        (a camera that fails alone is retried in its thread), so `run` exits 69 at once.
+        """
+        settings = self.config.pipeline
+        engines = [self._engine_factory() for _ in range(settings.workers)]
+        self._cameras = {
+            name: self._make_camera(name, camera, engines[0])
+            for name, camera in self.config.cameras.items()
+            if camera.enabled
+        }
+        failures = [self._first_open(camera) for camera in self._cameras.values()]
+        if all(failures):
+            for camera in self._cameras.values():
+                camera.source.close()
+            raise SourceError("no camera could be opened: " + "; ".join(filter(None, failures)))
+        self._started_at = time.monotonic()
+        for camera in self._cameras.values():
+            camera.last_classified = self._started_at
+            self._queues.add(camera.name, settings.queue_size)
+        self._captures_running = len(self._cameras)
+        self._workers_running = len(engines)
+        for camera in self._cameras.values():
+            self._captures.append(self._spawn(f"capture-{camera.name}", self._capture, camera))
+        for index, engine in enumerate(engines):
+            self._workers.append(self._spawn(f"infer-{index}", self._infer, engine))
+
+    def stop(self, timeout: float) -> bool:
+        """Stop the sources, classify what is in flight, join every thread by the deadline.
+
+        Returns True when every thread joined in time. Frames still queued at the deadline are
+        discarded and counted as dropped ("shutdown").
+        """
+        deadline = time.monotonic() + timeout
+        self._stopping.set()
+        self._paused.clear()
+        self._queues.close()  # wakes producers blocked on a full queue; workers drain, then end
+        for thread in self._captures + self._workers:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if any(thread.is_alive() for thread in self._workers):
+            self._abort.set()
+        for camera, frames in self._queues.discard().items():
+            self.metrics.dropped(camera, "shutdown", frames)
+        self.finished.set()
+        stuck = [thread.name for thread in self._captures + self._workers if thread.is_alive()]
+        if stuck:
+            log.warning("threads still running after %.1f s: %s", timeout, ", ".join(stuck))
+        return not stuck
+
+    def pause(self) -> None:
+        """Stop classifying; cameras stay open (live ones keep being read and discarded)."""
+        self._paused.set()
+
+    def resume(self) -> None:
+        self._paused.clear()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused.is_set()
+
+    def request_snapshot(self, camera: str | None) -> None:
+        """The next result of `camera` (of every camera for None) carries the raw image."""
+        if camera is not None and camera not in self._cameras:
+            raise ValueError(f"no camera named {camera!r}; cameras: {', '.join(self._cameras)}")
+        for state in self._cameras.values():
+            if camera is None or state.name == camera:
+                state.snapshot_wanted = True
+
+    @property
+    def last_classified(self) -> float:
+        """Monotonic time of the newest result of the most stalled running camera.
+
+        It stops advancing when any running camera stalls or inference hangs, which is what
+        the systemd watchdog needs. While paused it is "now": nothing is expected.
+        """
+        if self.paused:
+            return time.monotonic()
+        running = [c.last_classified for c in self._cameras.values() if not c.ended]
+        if running:
+            return min(running)
+        return max((c.last_classified for c in self._cameras.values()), default=0.0)
+
+    # ==== 1. capture: one thread per camera =====================================================
+
+    def _capture(self, camera: _Camera) -> None:
+        source = camera.source
+        try:
+            if not camera.opened and not self._reopen(camera):
+                return
+            while not self._stopping.is_set():
+                if self.paused and not source.live:
+                    self._stopping.wait(0.05)  # a file waits where it is
+                    continue
+                try:
+                    pixels = source.read()
+                except Exception as error:  # SourceError, or a cv2.error from a broken device
+                    log.warning("camera %s: read failed: %s", camera.name, error)
+                    self.metrics.error(camera.name)
+                    if not self._reopen(camera):
+                        return
+                    continue
+                if pixels is None:
+                    log.info("camera %s: end of stream", camera.name)
+                    camera.ended = True
+                    return
+                if self.paused:
+                    continue  # a live camera keeps flowing so it is fresh on resume
+                self._enqueue(camera, pixels)
+        finally:
+            _close_quietly(source)
+            self._capture_ended()
+
+    def _enqueue(self, camera: _Camera, pixels: np.ndarray) -> None:
+        t_captured = time.monotonic()
+        wall_time = time.time()
+        camera.seq += 1
+        self.metrics.captured(camera.name)
+        try:
+            tensor = camera.preprocess(pixels)
+        except Exception:  # a malformed frame must not end the camera
+            log.exception("camera %s: frame %d cannot be preprocessed", camera.name, camera.seq)
+            self.metrics.error(camera.name)
+            self.metrics.dropped(camera.name, "bad_frame")
+            return
+        frame = Frame(camera.name, camera.seq, tensor, wall_time, t_captured, time.monotonic())
+        if camera.snapshot_wanted:
+            frame.image = np.array(pixels)  # the source may reuse its buffer
+        lost = self._queues.put(frame, drop_oldest=camera.drop_oldest)
+        if lost is not None:
+            self.metrics.dropped(camera.name, "queue_full" if lost is not frame else "shutdown")
+
+    def _reopen(self, camera: _Camera) -> bool:
+        backoff = Backoff(*self._backoff)
+        opened = reopen(
+            camera.source,
+            self._stopping,
+            backoff,
+            on_retry=lambda: self.metrics.reconnect(camera.name),
+        )
+        camera.opened = opened
+        return opened
+
+    def _capture_ended(self) -> None:
+        with self._lock:
+            self._captures_running -= 1
+            last = self._captures_running == 0
+        if last:
+            self._queues.close()  # every source ended: workers drain the queues and end
+
+    # ==== 2. inference: workers shared by all cameras ===========================================
+
+    def _infer(self, engine: InferenceEngine) -> None:
+        settings = self.config.pipeline
+        max_wait = settings.max_batch_wait_ms / 1000.0
+        try:
+            while batch := self._queues.take(settings.batch_size, max_wait):
+                if self._abort.is_set():
+                    for frame in batch:
+                        self.metrics.dropped(frame.camera, "shutdown")
+                    continue
+                dequeued = time.monotonic()
+                for frame in batch:
+                    frame.t_dequeued = dequeued
+                try:
+                    tensors = (
+                        batch[0].tensor[np.newaxis]
+                        if len(batch) == 1
+                        else np.stack([frame.tensor for frame in batch])
+                    )
+                    probabilities = engine.infer(tensors)
+                except Exception:
+                    log.exception("inference failed on a batch of %d", len(batch))
+                    for frame in batch:
+                        self.metrics.error(frame.camera)
+                        self.metrics.dropped(frame.camera, "inference_error")
+                    continue
+                inferred = time.monotonic()
+                for frame, row in zip(batch, probabilities, strict=True):
+                    frame.t_inferred = inferred
+                    self._deliver(frame, row, engine)
+        finally:
+            with self._lock:
+                self._workers_running -= 1
+                last = self._workers_running == 0
+            if last:
+                self.finished.set()
+
+    # ==== 3. results: top-k, hysteresis, publish policy, sinks ==================================
+
+    def _deliver(self, frame: Frame, probabilities: np.ndarray, engine: InferenceEngine) -> None:
+        camera = self._cameras[frame.camera]
+        settings = self.config.pipeline
+        # One camera's results go out one at a time and in the order they were classified.
+        with camera.lock:
+            top = top_k(probabilities, self.config.model.top_k, engine.labels, settings.min_score)
+            stable_label, changed = camera.tracker.update(top)
+            frame.t_published = time.monotonic()
+            result = Classification(
+                camera=frame.camera,
+                seq=frame.seq,
+                wall_time=frame.wall_time,
+                model=engine.name,
+                top=top,
+                stable_label=stable_label,
+                changed=changed,
+                latency_ms=stage_latencies_ms(frame),
+                image=frame.image,
+            )
+            if frame.image is not None:
+                camera.snapshot_wanted = False
+            publish = camera.policy.should_publish(frame.t_published, changed)
+            self.last_results[camera.name] = result
+            camera.last_classified = frame.t_published
+            self.metrics.classified(frame)
+            if publish or frame.image is not None:
+                self._publish(result)
+
+    def _publish(self, result: Classification) -> None:
+        delivered = False
+        for sink in self._sinks:
+            try:
+                sink.publish(result)
+                delivered = True
+            except Exception:  # one broken sink must not stop the others or the pipeline
+                log.exception(
+                    "sink %s failed on %s #%d", type(sink).__name__, result.camera, result.seq
+                )
+                self.metrics.error(result.camera)
+        if delivered:
+            self.metrics.published(result.camera)
+
+    # ==== helpers ==============================================================================
+
+    def _make_camera(self, name: str, camera: CameraConfig, engine: InferenceEngine) -> _Camera:
+        settings = self.config.pipeline
+        source = self._source_factory(name, camera, self._config_dir)
+        policy = settings.drop_policy
+        return _Camera(
+            name=name,
+            source=source,
+            preprocess=Preprocessor(
+                size=engine.input_size,
+                crop=camera.crop,
+                roi=camera.roi,
+                interpolation=camera.interpolation,
+                to_input=engine.to_input,
+            ),
+            drop_oldest=source.live if policy == "auto" else policy == "drop_oldest",
+            tracker=LabelTracker(
+                settings.threshold_high, settings.threshold_low, settings.stable_frames
+            ),
+            policy=PublishPolicy(settings.publish, settings.max_rate_hz),
+        )
+
+    @staticmethod
+    def _first_open(camera: _Camera) -> str | None:
+        """None when the camera opened, else why not (its thread keeps retrying)."""
+        try:
+            camera.source.open()
+        except SourceError as error:
+            log.warning("camera %s: %s; retrying in the background", camera.name, error)
+            return str(error)
+        camera.opened = True
+        return None
+
+    def _spawn(self, role: str, target: Callable[..., None], *args: object) -> threading.Thread:
+        thread = threading.Thread(target=target, args=args, name=f"camclassd-{role}", daemon=True)
+        thread.start()
+        return thread
+
+
+def stage_latencies_ms(frame: Frame) -> dict[str, float]:
+    """Per-stage latency of a frame from its stamps, in milliseconds."""
+    return {
+        "capture_to_publish": (frame.t_published - frame.t_captured) * 1000.0,
+        "queue": (frame.t_dequeued - frame.t_preprocessed) * 1000.0,
+        "preprocess": (frame.t_preprocessed - frame.t_captured) * 1000.0,
+        "inference": (frame.t_inferred - frame.t_dequeued) * 1000.0,
+        "postprocess": (frame.t_published - frame.t_inferred) * 1000.0,
+    }
+
+
+@dataclass(eq=False)
+class _Camera:
+    name: str
+    source: Source
+    preprocess: Preprocessor
+    drop_oldest: bool
+    tracker: LabelTracker
+    policy: PublishPolicy
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    seq: int = 0
+    opened: bool = False
+    ended: bool = False
+    snapshot_wanted: bool = False
+    last_classified: float = 0.0
+
+
+class FrameQueues:
+    """One bounded deque per camera behind one condition variable.
+
+    `put` either evicts the camera's oldest frame (drop_oldest) or waits for room (block);
+    `take` returns up to n frames round-robin across cameras, waiting at most `max_wait`
+    after the first for the batch to fill. After close(), puts are refused and takes drain
+    what is left, then return [].
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._queues: dict[str, deque[Frame]] = {}
+        self._limits: dict[str, int] = {}
+        self._order: list[str] = []
+        self._next = 0
+        self._closed = False
+
+    def add(self, camera: str, size: int) -> None:
+        with self._cond:
+            self._queues[camera] = deque()
+            self._limits[camera] = size
+            self._order.append(camera)
+
+    def put(self, frame: Frame, *, drop_oldest: bool) -> Frame | None:
+        """Queue a frame; returns the frame that was lost (evicted, or this one if closed)."""
+        with self._cond:
+            queue, limit = self._queues[frame.camera], self._limits[frame.camera]
+            while not drop_oldest and len(queue) >= limit and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return frame
+            lost = queue.popleft() if len(queue) >= limit else None
+            queue.append(frame)
+            self._cond.notify_all()
+            return lost
+
+    def take(self, n: int, max_wait: float) -> list[Frame]:
+        with self._cond:
+            while not self._any():
+                if self._closed:
+                    return []
+                self._cond.wait()
+            batch = [self._pop()]
+            deadline = time.monotonic() + max_wait
+            while len(batch) < n:
+                if self._any():
+                    batch.append(self._pop())
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closed:
+                    break
+                self._cond.wait(remaining)
+            self._cond.notify_all()  # room for producers blocked on a full queue
+            return batch
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def discard(self) -> dict[str, int]:
+        """Empty every queue; returns how many frames each camera lost."""
+        with self._cond:
+            lost = {name: len(queue) for name, queue in self._queues.items() if queue}
+            for queue in self._queues.values():
+                queue.clear()
+            self._cond.notify_all()
+            return lost
+
+    def depth(self) -> dict[str, int]:
+        with self._cond:
+            return {name: len(queue) for name, queue in self._queues.items()}
+
+    def _any(self) -> bool:
+        return any(self._queues.values())
+
+    def _pop(self) -> Frame:
+        for _ in range(len(self._order)):
+            name = self._order[self._next % len(self._order)]
+            self._next += 1
+            if self._queues[name]:
+                return self._queues[name].popleft()
+        raise IndexError("take from empty queues")
+
+
+def _close_quietly(source: Source) -> None:
+    try:
+        source.close()
+    except Exception:
+        log.debug("camera %s: close failed", source.name, exc_info=True)
