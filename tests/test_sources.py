@@ -1,0 +1,236 @@
+"""Frame sources on real files: images, a video written here with cv2.VideoWriter, synthetic."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from camclassd.config import ImagesCamera, OpenCVCamera, SyntheticCamera
+from camclassd.errors import SourceError
+from camclassd.sources import (
+    Backoff,
+    ImagesSource,
+    OpenCVSource,
+    SyntheticSource,
+    open_source,
+    reopen,
+)
+from camclassd.sources.opencv import classify_uri
+from tests.conftest import SAMPLES
+
+VIDEO_SIZE = (160, 120)
+
+
+def rgb_of(path: Path) -> np.ndarray:
+    bgr = cv2.imread(str(path))
+    assert bgr is not None
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[np.ndarray]]:
+    """A 6-frame MJPG AVI of the sample photos, and the RGB frames that went in."""
+    path = tmp_path_factory.mktemp("video") / "samples.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 10.0, VIDEO_SIZE)
+    assert writer.isOpened()
+    frames = []
+    for photo in sorted(SAMPLES.glob("*.jpg"))[:3] * 2:
+        rgb = cv2.resize(rgb_of(photo), VIDEO_SIZE, interpolation=cv2.INTER_AREA)
+        frames.append(rgb)
+        writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path, frames
+
+
+# ---- images ----------------------------------------------------------------------------------
+
+
+def test_images_sorted_looped_and_rgb() -> None:
+    photos = sorted(SAMPLES.glob("*.jpg"))
+    source = ImagesSource("cam", SAMPLES)
+    source.open()
+    assert source.files == photos
+    got = [source.read() for _ in range(len(photos) + 1)]
+    for frame, photo in zip(got, [*photos, photos[0]], strict=True):
+        assert frame is not None
+        np.testing.assert_array_equal(frame, rgb_of(photo))
+    source.close()
+
+
+def test_images_glob_without_loop_ends(tmp_path: Path) -> None:
+    for photo in sorted(SAMPLES.glob("*.jpg"))[:2]:
+        shutil.copy(photo, tmp_path / photo.name)
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "notes.txt").write_text("ignored")
+    source = ImagesSource("cam", tmp_path / "*.jpg", loop=False)
+    source.open()
+    frames = [source.read() for _ in range(3)]
+    assert all(frame is not None for frame in frames[:2])
+    assert frames[2] is None  # broken.jpg was skipped, then the end
+
+
+def test_images_none_found_or_none_readable(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="no images found"):
+        ImagesSource("cam", tmp_path / "*.jpg").open()
+    (tmp_path / "a.jpg").write_bytes(b"garbage")
+    source = ImagesSource("cam", tmp_path)
+    source.open()
+    with pytest.raises(SourceError, match="readable"):
+        source.read()
+
+
+def test_images_fps_pacing() -> None:
+    source = ImagesSource("cam", SAMPLES, fps=40.0)
+    source.open()
+    started = time.monotonic()
+    for _ in range(5):
+        source.read()
+    elapsed = time.monotonic() - started
+    assert 0.08 <= elapsed < 1.0  # 4 periods of 25 ms at least
+
+
+# ---- synthetic -------------------------------------------------------------------------------
+
+
+def test_synthetic_cycles_premade_frames() -> None:
+    source = SyntheticSource("syn", 320, 200)
+    source.open()
+    frames = [source.read() for _ in range(8)]
+    assert all(f is not None and f.shape == (200, 320, 3) and f.dtype == np.uint8 for f in frames)
+    assert frames[0] is frames[4]  # cycled, not regenerated
+    assert not np.array_equal(frames[0], frames[1])
+    assert source.live
+
+
+def test_synthetic_paced() -> None:
+    source = SyntheticSource("syn", 64, 48, fps=50.0)
+    source.open()
+    started = time.monotonic()
+    for _ in range(6):
+        source.read()
+    assert time.monotonic() - started >= 0.09
+
+
+# ---- opencv ----------------------------------------------------------------------------------
+
+
+def test_classify_uri() -> None:
+    assert classify_uri("0") == "device"
+    assert classify_uri("/dev/video2") == "device"
+    assert classify_uri("rtsp://cam.local/stream") == "stream"
+    assert classify_uri("http://cam.local/mjpg") == "stream"
+    assert classify_uri("clips/door.mp4") == "file"
+
+
+def test_opencv_video_file_stops_at_end(video: tuple[Path, list[np.ndarray]]) -> None:
+    path, written = video
+    source = OpenCVSource("vid", str(path), loop=False)
+    assert not source.live
+    source.open()
+    frames = []
+    while (frame := source.read()) is not None:
+        frames.append(frame)
+    source.close()
+    assert len(frames) == len(written)
+    for got, want in zip(frames, written, strict=True):
+        assert got.shape == (VIDEO_SIZE[1], VIDEO_SIZE[0], 3)
+        # MJPG is lossy; a BGR/RGB swap would be off by far more than this.
+        assert np.abs(got.astype(int) - want.astype(int)).mean() < 6
+
+
+def test_opencv_video_file_loops(video: tuple[Path, list[np.ndarray]]) -> None:
+    path, written = video
+    source = OpenCVSource("vid", str(path), loop=True)
+    source.open()
+    frames = [source.read() for _ in range(len(written) + 2)]
+    source.close()
+    assert all(frame is not None for frame in frames)
+    first, again = frames[0], frames[len(written)]
+    assert first is not None and again is not None
+    np.testing.assert_array_equal(first, again)
+
+
+def test_opencv_missing_file_and_dead_stream(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="does not exist"):
+        OpenCVSource("vid", str(tmp_path / "nope.mp4")).open()
+    # Nothing listens on port 9 of localhost: the open fails fast, it does not hang.
+    started = time.monotonic()
+    source = OpenCVSource("net", "rtsp://127.0.0.1:9/none", read_timeout_s=1.0)
+    assert source.live
+    with pytest.raises(SourceError, match="cannot open"):
+        source.open()
+    assert time.monotonic() - started < 10
+
+
+def test_open_source_resolves_relative_paths(tmp_path: Path) -> None:
+    (tmp_path / "media").mkdir()
+    shutil.copy(SAMPLES / "coffee.jpg", tmp_path / "media" / "coffee.jpg")
+    source = open_source("cam", ImagesCamera(path="media/*.jpg"), tmp_path)
+    source.open()
+    assert source.read() is not None
+    video_source = open_source("vid", OpenCVCamera(uri="media/clip.avi"), tmp_path)
+    assert isinstance(video_source, OpenCVSource)
+    assert video_source.uri == str(tmp_path / "media" / "clip.avi")
+    assert isinstance(
+        open_source("syn", SyntheticCamera(width=32, height=16), tmp_path), SyntheticSource
+    )
+
+
+# ---- reopen with backoff ---------------------------------------------------------------------
+
+
+def test_backoff_doubles_up_to_max() -> None:
+    backoff = Backoff(min_s=0.5, max_s=3.0)
+    assert [backoff.next_delay() for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    backoff.reset()
+    assert backoff.next_delay() == 0.5
+    with pytest.raises(ValueError):
+        Backoff(min_s=2.0, max_s=1.0)
+
+
+class FlakyOpen:
+    """A real source whose first `failures` opens fail."""
+
+    live = True
+
+    def __init__(self, failures: int) -> None:
+        self.name = "flaky"
+        self.failures = failures
+        self.opens = 0
+        self.closes = 0
+
+    def open(self) -> None:
+        self.opens += 1
+        if self.opens <= self.failures:
+            raise SourceError("device busy")
+
+    def read(self) -> np.ndarray | None:
+        return np.zeros((4, 4, 3), dtype=np.uint8)
+
+    def close(self) -> None:
+        self.closes += 1
+
+
+def test_reopen_retries_until_open(caplog: pytest.LogCaptureFixture) -> None:
+    source = FlakyOpen(failures=2)
+    retries: list[float] = []
+    started = time.monotonic()
+    ok = reopen(source, threading.Event(), Backoff(0.01, 0.04), lambda: retries.append(1))
+    assert ok and source.opens == 3 and len(retries) == 3
+    assert time.monotonic() - started >= 0.01 + 0.02 + 0.04 - 0.005
+    assert caplog.text.count("reopen attempt") == 2  # each failure logged
+
+
+def test_reopen_gives_up_when_stopped() -> None:
+    source = FlakyOpen(failures=1000)
+    stop = threading.Event()
+    threading.Timer(0.1, stop.set).start()
+    started = time.monotonic()
+    assert not reopen(source, stop, Backoff(0.02, 10.0))
+    assert time.monotonic() - started < 2.0
