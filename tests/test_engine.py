@@ -13,6 +13,7 @@ from camclassd.engine import (
     EDGETPU_LIBRARY,
     RUNTIME_ENV,
     Engine,
+    check_flatbuffer,
     default_model_paths,
     read_labels,
     softmax,
@@ -165,8 +166,18 @@ def test_uint8_raw_pixels_agree_with_float_normalised(
     raw = np.stack([pixels[name] for name in names])
     normalised = (raw.astype(np.float32) - 127.0) / 128.0  # by hand, not via to_input
     int8_top1 = uint8_engine.infer(raw).argmax(axis=1)
-    float_top1 = float_engine.infer(normalised).argmax(axis=1)
-    assert int8_top1.tolist() == float_top1.tolist(), names
+    float_probabilities = float_engine.infer(normalised)
+    decisive = 0
+    for name, int8_best, row in zip(names, int8_top1, float_probabilities, strict=True):
+        order = np.argsort(-row)
+        if row[order[0]] - row[order[1]] > 0.1:
+            decisive += 1
+            assert int8_best == order[0], name
+        else:
+            # a near-tie (chelsea: Egyptian cat 38% / tiger cat 34%): int8 kernels differ by
+            # runtime (tflite-runtime picks tiger cat), so only ask for float's top 3
+            assert int8_best in order[:3], name
+    assert decisive >= 3
 
 
 def test_int8_agrees_with_float_where_float_is_sure(
@@ -248,6 +259,18 @@ def test_truncated_model(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="not a usable TFLite model") as info:
         Engine(path, LABELS)
     assert "\n" not in str(info.value)
+
+
+def test_flatbuffer_check_catches_truncation(tmp_path: Path) -> None:
+    # The check tflite-runtime needs (it has no verifier and crashes on such files).
+    check_flatbuffer(UINT8_MODEL)
+    check_flatbuffer(FLOAT_MODEL)
+    data = UINT8_MODEL.read_bytes()
+    path = tmp_path / "cut.tflite"
+    for cut in (8, 100, 1000, 10_000, len(data) // 2, len(data) - 1):
+        path.write_bytes(data[:cut])
+        with pytest.raises(ModelError, match="out of bounds"):
+            check_flatbuffer(path)
 
 
 def test_not_a_tflite_file(tmp_path: Path) -> None:
