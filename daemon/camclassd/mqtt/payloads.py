@@ -1,0 +1,164 @@
+"""Pure builders of every JSON payload camclassd publishes (schemas in docs/schemas/).
+
+No I/O here: each function maps values to a JSON-ready dict, so the payloads can be tested and
+validated against their schema without a broker.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from camclassd.results import Classification, Prediction
+
+SCORE_DIGITS = 4
+MS_DIGITS = 3
+
+
+def iso_ts(wall_time: float) -> str:
+    """UTC ISO 8601 with milliseconds and a `Z`, e.g. `2026-11-24T10:15:03.123Z`."""
+    moment = datetime.fromtimestamp(wall_time, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _finite(value: float, digits: int) -> float | None:
+    number = float(value)
+    return round(number, digits) if math.isfinite(number) else None
+
+
+def classification_payload(result: Classification, device: str) -> dict[str, Any]:
+    """One classified frame. `stable_label` is the label after hysteresis (null when nothing
+    is confident enough); `changed` says it changed with this frame."""
+    return {
+        "ts": iso_ts(result.wall_time),
+        "device": device,
+        "camera": result.camera,
+        "seq": int(result.seq),
+        "model": result.model,
+        "top": [
+            {
+                "label": p.label,
+                "index": int(p.index),
+                "score": _finite(p.score, SCORE_DIGITS) or 0.0,
+            }
+            for p in result.top
+        ],
+        "stable_label": result.stable_label,
+        "changed": bool(result.changed),
+        "latency_ms": {
+            stage: ms
+            for stage, value in result.latency_ms.items()
+            if (ms := _finite(value, MS_DIGITS)) is not None
+        },
+    }
+
+
+def mqtt_counters(
+    *, buffered: int, dropped: int, delivered_after_reconnect: int, reconnects: int, connected: bool
+) -> dict[str, Any]:
+    return {
+        "buffered": buffered,
+        "dropped": dropped,
+        "delivered_after_reconnect": delivered_after_reconnect,
+        "reconnects": reconnects,
+        "connected": connected,
+    }
+
+
+def metrics_payload(
+    snapshot: Mapping[str, Any], device: str, mqtt: Mapping[str, Any], wall_time: float
+) -> dict[str, Any]:
+    """`Metrics.snapshot()` (plus process stats) with the time, the device and the
+    store-and-forward counters of the MQTT link."""
+    payload: dict[str, Any] = {"ts": iso_ts(wall_time), "device": device}
+    payload.update(json_safe(dict(snapshot)))
+    payload["mqtt"] = dict(mqtt)
+    return payload
+
+
+def status_payload(status: Mapping[str, Any], device: str, wall_time: float) -> dict[str, Any]:
+    """The retained status: what `CommandTarget.status()` returns, with the time and device."""
+    payload: dict[str, Any] = {"ts": iso_ts(wall_time), "device": device}
+    payload.update(json_safe(dict(status)))
+    return payload
+
+
+def reply_payload(
+    command: str,
+    *,
+    ok: bool,
+    request_id: str | int | None = None,
+    error: str | None = None,
+    result: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A command reply: `ok`, the command, the request's `id` echoed (null if none)."""
+    payload: dict[str, Any] = {"ok": ok, "command": command, "id": request_id}
+    if error is not None:
+        payload["error"] = error
+    if result is not None:
+        payload["result"] = json_safe(dict(result))
+    return payload
+
+
+def json_safe(value: Any) -> Any:
+    """Plain JSON types: numpy scalars unwrapped, NaN/inf -> null, tuples -> lists, other
+    objects -> str (a payload must never fail to encode)."""
+    if value is None or isinstance(value, bool | str | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_safe(v) for v in value]
+    item = getattr(value, "item", None)  # numpy scalars
+    if callable(item):
+        try:
+            return json_safe(item())
+        except (TypeError, ValueError):
+            pass
+    return str(value)
+
+
+def encode(payload: Mapping[str, Any]) -> bytes:
+    """Compact UTF-8 JSON; strict (no NaN), because consumers such as HA templates choke."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def snapshot_jpeg(
+    image: Any, top: Sequence[Prediction], caption: str = "", quality: int = 85
+) -> bytes:
+    """The frame (RGB uint8) as a JPEG with the top-3 written on it, top-left."""
+    import cv2  # noqa: PLC0415 (OpenCV is heavy; only snapshots need it here)
+    import numpy as np  # noqa: PLC0415
+
+    frame = cv2.cvtColor(np.ascontiguousarray(image, dtype=np.uint8), cv2.COLOR_RGB2BGR)
+    height = frame.shape[0]
+    scale = max(0.4, height / 720)
+    line_h = int(28 * scale)
+    lines = [caption] if caption else []
+    lines += [f"{p.label} {p.score:.0%}" for p in top[:3]]
+    if lines:
+        width = max(
+            cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, 0.7 * scale, 2)[0][0] for t in lines
+        )
+        cv2.rectangle(frame, (0, 0), (width + 16, line_h * len(lines) + 10), (0, 0, 0), -1)
+    for row, text in enumerate(lines):
+        origin = (8, line_h * (row + 1))
+        cv2.putText(
+            frame,
+            text,
+            origin,
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.7 * scale,
+            (255, 255, 255),
+            2,
+            cv2.LINE_AA,
+        )
+    ok, buffer = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return bytes(buffer)
