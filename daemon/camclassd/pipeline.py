@@ -163,6 +163,10 @@ class Pipeline:
             if camera is None or state.name == camera:
                 state.snapshot_wanted = True
 
+    def queue_depths(self) -> dict[str, int]:
+        """Frames waiting for inference, per camera."""
+        return self._queues.depth()
+
     @property
     def last_classified(self) -> float:
         """Monotonic time of the newest result of the most stalled running camera.

@@ -1,0 +1,374 @@
+"""The whole pipeline with the real model, the real sample photos and real sources.
+
+The only stand-ins are small Source classes written here (a source that fails on its Nth
+read, one that hangs), injected through the pipeline's `source_factory` parameter.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from camclassd.config import CameraConfig, Config
+from camclassd.engine import Engine
+from camclassd.errors import ModelError, SourceError
+from camclassd.metrics import Metrics
+from camclassd.pipeline import Pipeline
+from camclassd.results import Classification
+from camclassd.sources import Source, SyntheticSource, open_source
+from tests.conftest import GOLDEN, LABELS, MODELS, SAMPLES, UINT8_MODEL
+
+
+class Collect:
+    """A sink that keeps every result; optionally slow or broken."""
+
+    def __init__(self, delay_s: float = 0.0, fail: bool = False) -> None:
+        self.results: list[Classification] = []
+        self.delay_s = delay_s
+        self.fail = fail
+        self.lock = threading.Lock()
+
+    def publish(self, result: Classification) -> None:
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if self.fail:
+            raise RuntimeError("sink is broken")
+        with self.lock:
+            self.results.append(result)
+
+    def close(self) -> None:
+        pass
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.results)
+
+
+def make_config(cameras: dict[str, dict[str, Any]], **pipeline: Any) -> Config:
+    return Config.model_validate({"cameras": cameras, "pipeline": {"stable_frames": 1, **pipeline}})
+
+
+def golden_images(**extra: Any) -> dict[str, Any]:
+    return {"type": "images", "path": str(SAMPLES / "*.jpg"), "loop": False, **extra}
+
+
+def engine_factory(model: Path = UINT8_MODEL) -> Callable[[], Engine]:
+    return lambda: Engine(model, LABELS, num_threads=1)
+
+
+@pytest.fixture
+def running() -> Iterator[list[Pipeline]]:
+    """Pipelines a test started; stopped even when the test fails."""
+    pipelines: list[Pipeline] = []
+    yield pipelines
+    for pipeline in pipelines:
+        pipeline.stop(5.0)
+
+
+def start(
+    running: list[Pipeline],
+    config: Config,
+    sinks: list[Any],
+    metrics: Metrics | None = None,
+    **kwargs: Any,
+) -> tuple[Pipeline, Metrics]:
+    metrics = metrics or Metrics(window=200)
+    pipeline = Pipeline(
+        config, engine_factory(), sinks, metrics, SAMPLES, reconnect_min_s=0.01,
+        reconnect_max_s=0.05, **kwargs,
+    )  # fmt: skip
+    running.append(pipeline)
+    pipeline.start()
+    return pipeline, metrics
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+def our_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("camclassd-")]
+
+
+# ---- results ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["efficientnet_lite0_uint8", "efficientnet_lite0_float32"])
+def test_golden_photos_through_the_whole_pipeline(model: str) -> None:
+    config = make_config({"photos": golden_images()})
+    sink = Collect()
+    metrics = Metrics(window=100)
+    pipeline = Pipeline(
+        config, engine_factory(MODELS / f"{model}.tflite"), [sink], metrics, SAMPLES
+    )
+    pipeline.start()
+    assert pipeline.finished.wait(20), "a finite source must finish"
+    assert pipeline.stop(5.0)
+    photos = sorted(SAMPLES.glob("*.jpg"))
+    assert [r.seq for r in sink.results] == list(range(1, len(photos) + 1))
+    for result, photo in zip(sink.results, photos, strict=True):
+        assert result.model == model
+        if photo.name in GOLDEN:
+            assert result.top[0].label in GOLDEN[photo.name], (photo.name, result.top)
+        assert len(result.top) == 3
+        assert set(result.latency_ms) >= {"capture_to_publish", "queue", "preprocess", "inference"}
+        assert result.latency_ms["capture_to_publish"] >= result.latency_ms["inference"] > 0
+    counters = metrics.counters()
+    assert counters["captured"] == counters["classified"] + counters["dropped"]
+    assert counters["captured"] == len(photos) and counters["dropped"] == 0
+    assert counters["published"] == len(photos) and counters["errors"] == 0
+    assert pipeline.last_results["photos"].seq == len(photos)
+    assert not our_threads()
+
+
+def test_batching_gives_the_same_results_as_single_frames() -> None:
+    cameras = {name: golden_images() for name in ("a", "b", "c")}
+    outcomes = []
+    for batch_size in (1, 4):
+        sink = Collect()
+        metrics = Metrics(window=100)
+        pipeline = Pipeline(
+            make_config(cameras, batch_size=batch_size, max_batch_wait_ms=20, queue_size=4),
+            engine_factory(), [sink], metrics, SAMPLES,
+        )  # fmt: skip
+        pipeline.start()
+        assert pipeline.finished.wait(20)
+        assert pipeline.stop(5.0)
+        outcomes.append({(r.camera, r.seq): r.top for r in sink.results})
+        counters = metrics.counters()
+        assert counters["captured"] == counters["classified"] == 3 * len(GOLDEN)
+    single, batched = outcomes
+    assert single.keys() == batched.keys()
+    for key, top in single.items():
+        assert [p.label for p in batched[key]] == [p.label for p in top]
+        np.testing.assert_allclose(
+            [p.score for p in batched[key]], [p.score for p in top], atol=1e-4
+        )
+
+
+def test_slow_sink_keeps_queue_bounded_and_counts_drops(running: list[Pipeline]) -> None:
+    config = make_config(
+        {"live": {"type": "synthetic", "width": 640, "height": 480}},
+        queue_size=2,
+        drop_policy="auto",
+    )
+    sink = Collect(delay_s=0.05)
+    pipeline, metrics = start(running, config, [sink])
+    depths = []
+    for _ in range(30):
+        depths.append(pipeline.queue_depths()["live"])
+        time.sleep(0.01)
+    assert wait_until(lambda: sink.count() >= 4)
+    assert pipeline.stop(5.0)
+    assert max(depths) <= 2
+    counters = metrics.counters()
+    snapshot = metrics.snapshot()
+    assert snapshot["dropped"]["queue_full"] > 10 * counters["classified"] / 4
+    assert counters["captured"] == counters["classified"] + counters["dropped"]
+    # drop-oldest keeps the newest: frames reach the sink with growing gaps in seq.
+    seqs = [r.seq for r in sink.results]
+    assert seqs == sorted(seqs) and seqs[-1] - seqs[0] > len(seqs)
+
+
+def test_sink_that_raises_is_counted_and_survived(running: list[Pipeline]) -> None:
+    good, broken = Collect(), Collect(fail=True)
+    pipeline, metrics = start(
+        running, make_config({"photos": golden_images(loop=True)}), [broken, good]
+    )
+    assert wait_until(lambda: good.count() >= 6)
+    assert pipeline.stop(5.0)
+    counters = metrics.counters()
+    assert counters["errors"] >= 6
+    assert counters["published"] == good.count()
+
+
+# ---- failures and reconnects -----------------------------------------------------------------
+
+
+class FailingSource:
+    """A real source: synthetic frames, but read number `fail_at` of each open raises
+    (or, with `hang_s`, takes that long first, as a source's own read timeout would)."""
+
+    live = True
+
+    def __init__(self, name: str, fail_at: int, hang_s: float = 0.0) -> None:
+        self.name = name
+        self.fail_at = fail_at
+        self.hang_s = hang_s
+        self.inner = SyntheticSource(name, 320, 240, fps=200)
+        self.opens = 0
+        self.reads = 0
+
+    def open(self) -> None:
+        self.opens += 1
+        self.reads = 0
+        self.inner.open()
+
+    def read(self) -> np.ndarray | None:
+        self.reads += 1
+        if self.reads == self.fail_at:
+            time.sleep(self.hang_s)
+            raise SourceError(f"{self.name}: lost the device")
+        return self.inner.read()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def factory_with(special: dict[str, Source]) -> Callable[[str, CameraConfig, Path], Source]:
+    def make(name: str, camera: CameraConfig, config_dir: Path) -> Source:
+        return special[name] if name in special else open_source(name, camera, config_dir)
+
+    return make
+
+
+@pytest.mark.parametrize("hang_s", [0.0, 0.2], ids=["raises", "stalls"])
+def test_failing_source_is_reopened(running: list[Pipeline], hang_s: float) -> None:
+    flaky = FailingSource("flaky", fail_at=5, hang_s=hang_s)
+    config = make_config({"flaky": {"type": "synthetic"}})
+    sink = Collect()
+    pipeline, metrics = start(
+        running, config, [sink], source_factory=factory_with({"flaky": flaky})
+    )
+    assert wait_until(lambda: flaky.opens >= 3 and sink.count() >= 10)
+    assert pipeline.stop(5.0)
+    counters = metrics.counters()
+    assert counters["reconnects"] >= 2
+    assert metrics.snapshot()["cameras"]["flaky"]["reconnects"] == counters["reconnects"]
+    assert counters["errors"] >= 2  # each failure counted
+
+
+def test_camera_that_cannot_open_at_start_is_retried(running: list[Pipeline]) -> None:
+    class OpensLate(FailingSource):
+        def open(self) -> None:
+            if self.opens < 2:
+                self.opens += 1
+                raise SourceError("not plugged in yet")
+            super().open()
+
+    late = OpensLate("late", fail_at=10**9)
+    config = make_config({"late": {"type": "synthetic"}, "photos": golden_images(loop=True)})
+    sink = Collect()
+    pipeline, metrics = start(running, config, [sink], source_factory=factory_with({"late": late}))
+    assert wait_until(lambda: any(r.camera == "late" for r in list(sink.results)))
+    assert pipeline.stop(5.0)
+    assert metrics.counters()["reconnects"] >= 2
+
+
+def test_start_fails_early_when_nothing_can_run(tmp_path: Path) -> None:
+    config = make_config({"gone": {"type": "images", "path": str(tmp_path / "*.jpg")}})
+    pipeline = Pipeline(config, engine_factory(), [], Metrics(), tmp_path)
+    with pytest.raises(SourceError, match="no camera could be opened"):
+        pipeline.start()
+    assert not our_threads()
+    broken = Pipeline(
+        make_config({"photos": golden_images()}),
+        engine_factory(tmp_path / "missing.tflite"), [], Metrics(), SAMPLES,
+    )  # fmt: skip
+    with pytest.raises(ModelError):
+        broken.start()
+    assert not our_threads()
+
+
+def test_last_classified_stops_when_a_camera_hangs(running: list[Pipeline]) -> None:
+    release = threading.Event()
+
+    class Hangs(FailingSource):
+        def read(self) -> np.ndarray | None:
+            self.reads += 1
+            if self.reads > 3:
+                release.wait(10)
+            return self.inner.read()
+
+    config = make_config({"hangs": {"type": "synthetic"}, "fine": {"type": "synthetic", "fps": 50}})
+    sink = Collect()
+    pipeline, _ = start(
+        running, config, [sink], source_factory=factory_with({"hangs": Hangs("hangs", 0)})
+    )
+    assert wait_until(lambda: pipeline.last_results.get("hangs", None) is not None)
+    time.sleep(0.3)
+    before = sink.count()
+    stalled_at = pipeline.last_classified
+    time.sleep(0.3)
+    assert sink.count() > before  # the other camera still runs...
+    assert pipeline.last_classified == stalled_at  # ...but the watchdog sees the stall
+    assert time.monotonic() - stalled_at >= 0.5
+    release.set()
+    assert pipeline.stop(5.0)
+
+
+# ---- control ---------------------------------------------------------------------------------
+
+
+def test_pause_resume_and_snapshot(running: list[Pipeline]) -> None:
+    config = make_config({"live": {"type": "synthetic", "width": 640, "height": 480, "fps": 100}})
+    sink = Collect()
+    pipeline, metrics = start(running, config, [sink])
+    assert wait_until(lambda: sink.count() >= 3)
+    pipeline.pause()
+    assert pipeline.paused
+    time.sleep(0.1)  # let frames in flight finish
+    paused_count = sink.count()
+    time.sleep(0.2)
+    assert sink.count() == paused_count
+    assert time.monotonic() - pipeline.last_classified < 0.05  # paused is healthy
+    pipeline.resume()
+    assert wait_until(lambda: sink.count() > paused_count + 3)
+    assert all(r.image is None for r in sink.results)
+    pipeline.request_snapshot("live")
+    assert wait_until(lambda: any(r.image is not None for r in list(sink.results)))
+    with_image = [r for r in sink.results if r.image is not None]
+    assert with_image[0].image is not None and with_image[0].image.shape == (480, 640, 3)
+    time.sleep(0.1)
+    assert len([r for r in sink.results if r.image is not None]) == 1  # only the next one
+    with pytest.raises(ValueError, match="no camera named"):
+        pipeline.request_snapshot("nope")
+    assert pipeline.stop(5.0)
+    counters = metrics.counters()
+    assert counters["captured"] == counters["classified"] + counters["dropped"]
+
+
+def test_publish_on_change_publishes_first_and_changes(running: list[Pipeline]) -> None:
+    config = make_config({"photos": golden_images(loop=True)}, publish="on_change")
+    sink = Collect()
+    pipeline, metrics = start(running, config, [sink])
+    assert wait_until(lambda: metrics.counters()["classified"] >= 12)
+    assert pipeline.stop(5.0)
+    assert sink.results[0].seq == 1
+    assert all(r.changed for r in sink.results[1:])
+    assert metrics.counters()["published"] == len(sink.results) < metrics.counters()["classified"]
+
+
+def test_shutdown_joins_every_thread_within_the_deadline() -> None:
+    config = make_config(
+        {
+            "live": {"type": "synthetic"},
+            "files": {"type": "images", "path": str(SAMPLES), "loop": True},
+        },
+        workers=2,
+        queue_size=4,
+    )
+    sink = Collect(delay_s=0.01)
+    metrics = Metrics()
+    pipeline = Pipeline(config, engine_factory(), [sink], metrics, SAMPLES)
+    pipeline.start()
+    assert len(our_threads()) == 4  # two cameras, two workers
+    assert wait_until(lambda: sink.count() >= 5)
+    started = time.monotonic()
+    assert pipeline.stop(2.0)
+    assert time.monotonic() - started < 2.0
+    assert not our_threads()
+    assert pipeline.finished.is_set()
+    counters = metrics.counters()
+    assert counters["captured"] == counters["classified"] + counters["dropped"]
