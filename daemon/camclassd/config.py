@@ -385,6 +385,14 @@ class MQTTConfig(Section):
             return "5"
         return value
 
+    @field_validator("qos_results", "qos_metrics", mode="before")
+    @classmethod
+    def _qos_not_bool(cls, value: Any) -> Any:
+        # false == 0 == 0.0 in Python: a Literal[0, 1, 2] alone would take false and 0.0.
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"QoS must be the integer 0, 1 or 2, not {value!r}")
+        return value
+
     @model_validator(mode="after")
     def _check_backoff(self) -> MQTTConfig:
         if self.reconnect_min_s > self.reconnect_max_s:

@@ -175,12 +175,16 @@ def _apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> set[Loc]
 
 def _toml_error_message(source: str, text: str, error: tomllib.TOMLDecodeError) -> str:
     message = str(error)
+    lines = text.splitlines() or [""]
     match = _TOML_POSITION.search(message)
-    if not match:
+    if match:
+        line, column = int(match.group(1)), int(match.group(2))
+        reason = _TOML_POSITION.sub("", message).strip()
+    elif "(at end of document)" in message:
+        line, column = len(lines), len(lines[-1]) + 1
+        reason = message.replace("(at end of document)", "at the end of the file").strip()
+    else:
         return f"{source}: not valid TOML: {message}"
-    line, column = int(match.group(1)), int(match.group(2))
-    reason = _TOML_POSITION.sub("", message).strip()
-    lines = text.splitlines()
     shown = lines[line - 1] if 0 < line <= len(lines) else ""
     return (
         f"{source}: not valid TOML: line {line}, column {column}: {reason}\n"
@@ -200,12 +204,13 @@ def format_errors(
     lines = key_lines(text)
     from_overrides = set(overridden)
     items: list[tuple[float, str]] = []
-    for item in error.errors(include_url=False):
+    for raw in error.errors(include_url=False):
+        item: dict[str, Any] = dict(raw)
         loc, model = _normalise_loc(item)
         if loc and isinstance(loc[-1], int) and item["type"] == "missing":
             # A tuple too short: pydantic reports the missing item; the array is the key.
             loc = loc[:-1]
-            item = {**item, "type": "too_short", "msg": "Array has too few items"}
+            item.update(type="too_short", msg="Array has too few items")
         found, value = _value_at(data or {}, loc)
         if not found and item["type"] not in ("missing", "union_tag_not_found", "cross_field"):
             found, value = True, item.get("input")
@@ -312,7 +317,7 @@ def _explain(item: Mapping[str, Any], loc: Loc, model: type[BaseModel] | None, v
     if kind == "union_tag_invalid":
         hint = _did_you_mean(str(ctx.get("tag", "")), [_camera_tag(c) for c in CAMERA_MODELS])
         return f"unknown camera type; allowed: {types}" + (f"; {hint}" if hint else "")
-    message = str(item["msg"])
+    message = str(item["msg"]).removeprefix("Value error, ")
     if isinstance(value, float) and not math.isfinite(value):
         return "must be a finite number (inf and nan are not allowed)"
     if kind == "literal_error":
@@ -454,7 +459,7 @@ def render_toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, str | Path):
         # JSON escapes are valid TOML escapes; DEL is the one character TOML also forbids raw.
-        return json.dumps(str(value)).replace("\x7f", "\\u007f")
+        return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(value, list | tuple):
         return "[" + ", ".join(render_toml_value(item) for item in value) + "]"
     if isinstance(value, Mapping):
