@@ -216,9 +216,8 @@ def topic_is(topic: str) -> Callable[[mqtt.MQTTMessage], bool]:
     return lambda message: message.topic == topic
 
 
-@pytest.fixture
-def service_factory() -> Iterator[Callable[..., MqttService]]:
-    """Builds and starts services; stops every one at the end of the test."""
+def running_services() -> Iterator[Callable[..., MqttService]]:
+    """Builds and starts services; stops every one at the end (body of a fixture)."""
     made: list[MqttService] = []
 
     def make(config: Config, target: Any = None, **kwargs: Any) -> MqttService:
@@ -232,8 +231,7 @@ def service_factory() -> Iterator[Callable[..., MqttService]]:
         service.stop(timeout=1.0)
 
 
-@pytest.fixture
-def subscribers() -> Iterator[Callable[..., Subscriber]]:
+def running_subscribers() -> Iterator[Callable[..., Subscriber]]:
     made: list[Subscriber] = []
 
     def make(*args: Any, **kwargs: Any) -> Subscriber:
@@ -244,6 +242,16 @@ def subscribers() -> Iterator[Callable[..., Subscriber]]:
     yield make
     for subscriber in made:
         subscriber.close()
+
+
+@pytest.fixture
+def service_factory() -> Iterator[Callable[..., MqttService]]:
+    yield from running_services()
+
+
+@pytest.fixture
+def subscribers() -> Iterator[Callable[..., Subscriber]]:
+    yield from running_subscribers()
 
 
 # ---- read_password --------------------------------------------------------------------------
@@ -615,8 +623,7 @@ def auth_broker(tmp_path: Path) -> Iterator[Mosquitto]:
         tmp_path / "auth",
         port=port,
         extra_config=(
-            f"{KEEP_USER}listener {port} 127.0.0.1\nallow_anonymous false\n"
-            f"password_file {passwd}"
+            f"{KEEP_USER}listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {passwd}"
         ),
     )
     server.start()
@@ -784,5 +791,5 @@ def test_tls_verifies_the_host_name_unless_insecure(
 
 def test_tls_missing_ca_file_is_a_config_error(tmp_path: Path) -> None:
     config = make_config(1883, tls={"enabled": True, "ca_file": str(tmp_path / "nope.crt")})
-    with pytest.raises(ConfigError, match="mqtt.tls"):
+    with pytest.raises(ConfigError, match=r"mqtt\.tls"):
         MqttService(config, RecordingTarget())

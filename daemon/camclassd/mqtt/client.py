@@ -21,8 +21,8 @@ import os
 import ssl
 import threading
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ParamSpec, cast
 
 import paho.mqtt.client as mqtt

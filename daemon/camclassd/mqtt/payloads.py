@@ -9,51 +9,22 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
+from camclassd import results
 from camclassd.results import Classification, Prediction
-
-SCORE_DIGITS = 4
-MS_DIGITS = 3
 
 
 def iso_ts(wall_time: float) -> str:
     """UTC ISO 8601 with milliseconds and a `Z`, e.g. `2026-11-24T10:15:03.123Z`."""
-    moment = datetime.fromtimestamp(wall_time, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _finite(value: float, digits: int) -> float | None:
-    number = float(value)
-    return round(number, digits) if math.isfinite(number) else None
+    return results.iso_utc(wall_time)
 
 
 def classification_payload(result: Classification, device: str) -> dict[str, Any]:
-    """One classified frame. `stable_label` is the label after hysteresis (null when nothing
-    is confident enough); `changed` says it changed with this frame."""
-    return {
-        "ts": iso_ts(result.wall_time),
-        "device": device,
-        "camera": result.camera,
-        "seq": int(result.seq),
-        "model": result.model,
-        "top": [
-            {
-                "label": p.label,
-                "index": int(p.index),
-                "score": _finite(p.score, SCORE_DIGITS) or 0.0,
-            }
-            for p in result.top
-        ],
-        "stable_label": result.stable_label,
-        "changed": bool(result.changed),
-        "latency_ms": {
-            stage: ms
-            for stage, value in result.latency_ms.items()
-            if (ms := _finite(value, MS_DIGITS)) is not None
-        },
-    }
+    """One classified frame: the same message the stdout sink prints (results.py builds it),
+    made strictly JSON-safe (a NaN latency becomes null instead of failing to encode)."""
+    payload: dict[str, Any] = json_safe(results.classification_payload(result, device))
+    return payload
 
 
 def mqtt_counters(

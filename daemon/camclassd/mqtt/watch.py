@@ -63,7 +63,10 @@ def _number(value: object) -> float | None:
 
 def render_table(board: Board, now: float, title: str = "") -> str:
     """The compact table: one row per device/camera."""
-    header = f"{'DEVICE':<16} {'CAMERA':<12} {'LABEL':<24} {'SCORE':>6} {'LATENCY':>10} {'FPS':>6} {'AGE':>7}"
+    header = (
+        f"{'DEVICE':<16} {'CAMERA':<12} {'LABEL':<24} {'SCORE':>6} {'LATENCY':>10} {'FPS':>6} "
+        f"{'AGE':>7}"
+    )
     lines = [title, header] if title else [header]
     for (device, camera), row in sorted(board.rows.items()):
         score = f"{row.score:.0%}" if row.score is not None else "-"
