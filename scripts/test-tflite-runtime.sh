@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the engine tests on the fallback runtime, tflite-runtime 2.14 (its last release:
+# Run the engine and classify tests on the fallback runtime, tflite-runtime 2.14 (its last release:
 # Python <= 3.11 wheels only, built against numpy 1.x).
 #
 #   scripts/test-tflite-runtime.sh [VENV_DIR] [PYTEST_ARGS...]     (VENV_DIR default .venv-tflite)
@@ -32,4 +32,4 @@ for name in ("tflite-runtime", "numpy", "opencv-python-headless"):
     print(f"{name} {md.version(name)}")
 EOF
 CAMCLASSD_RUNTIME=tflite-runtime exec "$venv/bin/python" -m pytest -q -p no:cacheprovider \
-    tests/test_engine.py "$@"
+    tests/test_engine.py tests/test_classify_cli.py "$@"

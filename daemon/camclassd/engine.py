@@ -16,6 +16,7 @@ import re
 import struct
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,25 +97,35 @@ def _load_runtime() -> _Runtime:
     )
 
 
+# TFLite's own log lines ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU."); Python's
+# default logging format has no space after the colon, so daemon log lines never match.
+_RUNTIME_LOG_LINE = re.compile(r"^(INFO|WARNING|ERROR|VERBOSE): ")
+# fd 2 is process-wide: two engines built at once in two threads must not interleave the
+# swap, or the second restore would leave stderr pointing at the first one's temp file.
+_STDERR_SWAP = threading.Lock()
+
+
 @contextlib.contextmanager
 def _captured_native_stderr() -> Iterator[list[str]]:
-    """Collect what the C++ runtime writes to fd 2 (e.g. its XNNPACK INFO line).
+    """Collect the TFLite runtime's log lines written to fd 2 while the model loads.
 
-    The runtime prints straight to the file descriptor, so `sys.stderr` redirection cannot
-    catch it; a CLI error must stay one line. Captured non-INFO lines are written back.
+    The runtime prints straight to the file descriptor (sys.stderr redirection cannot catch
+    it) and a CLI error must stay one line. Yields the runtime's WARNING/ERROR lines, for an
+    error message. Afterwards anything else written meanwhile (other threads' logs) is written
+    back, and on success so are the runtime's warnings and errors; its INFO lines are dropped.
     """
-    lines: list[str] = []
-    try:
-        saved = os.dup(2)
-    except OSError:  # no fd 2 (e.g. closed by a supervisor): nothing to capture
-        yield lines
-        return
-    with tempfile.TemporaryFile(mode="w+b") as sink:
+    runtime_lines: list[str] = []
+    with _STDERR_SWAP, tempfile.TemporaryFile(mode="w+b") as sink:
+        try:
+            saved = os.dup(2)
+        except OSError:  # no fd 2 (closed by a supervisor): nothing to capture
+            yield runtime_lines
+            return
         sys.stderr.flush()
         os.dup2(sink.fileno(), 2)
         failed = False
         try:
-            yield lines
+            yield runtime_lines
         except BaseException:
             failed = True
             raise
@@ -123,12 +134,14 @@ def _captured_native_stderr() -> Iterator[list[str]]:
             os.close(saved)
             sink.seek(0)
             text = sink.read().decode("utf-8", "replace")
-            lines.extend(line for line in text.splitlines() if line.strip())
-            # On failure the caller folds the captured text into its error message.
-            if not failed:
-                for line in lines:
-                    if not line.startswith("INFO:"):
-                        print(line, file=sys.stderr)
+            for line in text.splitlines():
+                match = _RUNTIME_LOG_LINE.match(line)
+                if match and match[1] in ("INFO", "VERBOSE"):
+                    continue
+                if match:
+                    runtime_lines.append(line)
+                if not match or not failed:  # a failure's lines go into its error message
+                    print(line, file=sys.stderr)
 
 
 def read_labels(path: Path) -> list[str]:
