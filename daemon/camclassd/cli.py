@@ -65,7 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--source", default="synthetic:640x480", help="synthetic:WxH, a file or a dir")
     p.add_argument("--frames", type=int, default=300, help="frames per measurement")
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--soak", type=int, default=0, help="also check RSS growth over N frames (0: skip)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--json", action="store_true", help="one JSON object for machines")
 
     # --- check-config / default-config (config) ---
     p = sub.add_parser("check-config", help="validate a config file without starting")
