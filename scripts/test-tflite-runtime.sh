@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Run the engine and classify tests on the fallback runtime, tflite-runtime 2.14 (its last release:
-# Python <= 3.11 wheels only, built against numpy 1.x).
+# Run the engine and classify tests on the fallback runtime, tflite-runtime 2.14
+# (its last release: Python <= 3.11 wheels only, built against numpy 1.x).
 #
 #   scripts/test-tflite-runtime.sh [VENV_DIR] [PYTEST_ARGS...]     (VENV_DIR default .venv-tflite)
 #

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -339,3 +340,19 @@ def test_default_model_paths_are_the_shipped_model() -> None:
     model, labels = default_model_paths()
     assert model.resolve() == UINT8_MODEL.resolve()
     assert labels.resolve() == LABELS.resolve()
+
+
+def test_forced_runtime_that_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = [
+        name
+        for name, module in (
+            ("ai-edge-litert", "ai_edge_litert"),
+            ("tflite-runtime", "tflite_runtime"),
+        )
+        if importlib.util.find_spec(module) is None
+    ]
+    if not missing:
+        pytest.skip("both runtimes are installed")
+    monkeypatch.setenv(RUNTIME_ENV, missing[0])
+    with pytest.raises(ModelError, match=f"cannot be imported: pip install {missing[0]}"):
+        Engine(UINT8_MODEL, LABELS)

@@ -234,6 +234,12 @@ class Engine:
                 interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as error:
             detail = _one_line(str(error)) or _one_line("; ".join(native))
+            if delegates:
+                raise ModelError(
+                    f"{model_path} does not load with the Edge TPU delegate ({detail}): check "
+                    "that the Coral is plugged in and the model was compiled with "
+                    "edgetpu_compiler"
+                ) from None
             raise ModelError(
                 f"{model_path} is not a usable TFLite model ({detail}): the file is "
                 "truncated, corrupt or not a .tflite flatbuffer; copy or export it again"
@@ -274,6 +280,13 @@ class Engine:
             float(out["quantization"][0]),
             int(out["quantization"][1]),
         )
+        if self.input_dtype.kind != "f" and (
+            self.input_dtype.kind not in "iu" or self.input_quantization[0] <= 0
+        ):
+            raise ModelError(
+                f"{model_path} takes {self.input_dtype} input without quantization parameters: "
+                "use a float32 or quantized uint8/int8 model"
+            )
         raw_classes = int(np.prod(out["shape"][1:]))
         self._batch = int(shape[0])
         self._resizable = True
@@ -322,12 +335,7 @@ class Engine:
             normalised -= mean
             normalised /= std
             return normalised.astype(self.input_dtype, copy=False)
-        scale, zero_point = self.input_quantization
-        if self.input_dtype.kind not in "iu" or scale <= 0:
-            raise ModelError(
-                f"{self.name}: input dtype {self.input_dtype} without quantization parameters "
-                "is not supported: use a float32 or quantized uint8/int8 model"
-            )
+        scale, zero_point = self.input_quantization  # checked > 0 when the model loaded
         # q = (x - mean) / std / scale + zp, folded into one multiply-add.
         gain = 1.0 / (std * scale)
         quantized = pixels.astype(np.float32) * gain + (zero_point - mean * gain)
