@@ -1,0 +1,424 @@
+"""Commands: the pure parser (fuzzed), the handler in-process, then the real broker."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from camclassd.mqtt.client import MqttService
+from camclassd.mqtt.commands import Command, CommandError, CommandHandler, parse_command
+from tests.broker import Mosquitto
+from tests.test_mqtt_client import (
+    RecordingTarget,
+    Subscriber,
+    make_config,
+    make_result,
+    running_services,
+    running_subscribers,
+    topic_is,
+    validate,
+    wait_until,
+)
+
+MAX = 4096
+
+
+@pytest.fixture
+def service_factory() -> Iterator[Callable[..., MqttService]]:
+    yield from running_services()
+
+
+@pytest.fixture
+def subscribers() -> Iterator[Callable[..., Subscriber]]:
+    yield from running_subscribers()
+
+
+# ---- the pure parser --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["pause", "resume", "status", "reload", "snapshot"])
+@pytest.mark.parametrize("body", [b"", b"  \n", b"{}", b'{"id": "r1"}', b'{"id": 42}'])
+def test_valid_commands_parse(name: str, body: bytes) -> None:
+    parsed = parse_command(name, body, MAX)
+    assert isinstance(parsed, Command) and parsed.name == name and parsed.camera is None
+    assert parsed.request_id == (json.loads(body).get("id") if body.strip() else None)
+
+
+def test_snapshot_takes_a_camera() -> None:
+    assert parse_command("snapshot", b'{"camera": "front"}', MAX) == Command(
+        "snapshot", None, "front"
+    )
+    assert parse_command("snapshot", b'{"camera": null, "id": 1}', MAX) == Command("snapshot", 1)
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "message"),
+    [
+        ("pause", b"{", "not valid JSON"),
+        ("pause", b"\xff\xfe", "not UTF-8"),
+        ("pause", b"[1, 2]", "must be a JSON object, got list"),
+        ("pause", b'"pause"', "must be a JSON object, got str"),
+        ("pause", b"null", "must be a JSON object, got NoneType"),
+        ("explode", b"{}", "unknown command 'explode'"),
+        ("pause", b'{"camera": "front"}', "unknown key(s) 'camera' for 'pause'"),
+        ("snapshot", b'{"camera": 3}', "'camera' must be a camera name"),
+        ("snapshot", b'{"camera": "../x"}', "'camera' must be a camera name"),
+        ("status", b'{"id": true}', "'id' must be a string or an integer"),
+        ("status", b'{"id": 1.5}', "'id' must be a string or an integer"),
+        ("status", b'{"id": 9007199254740993}', "'id' must be within"),
+        ("status", b'{"id": "' + b"x" * 200 + b'"}', "at most 128 characters"),
+        ("status", b"[" * 3000 + b"]" * 3000, "too large"),
+        ("status", b"[" * 2000 + b"]" * 2000, "nested too deeply"),
+        ("status", b" " * (MAX + 1), "too large"),
+    ],
+)
+def test_bad_commands_are_errors(name: str, body: bytes, message: str) -> None:
+    parsed = parse_command(name, body, MAX)
+    assert isinstance(parsed, CommandError)
+    assert message in parsed.message
+
+
+def test_error_keeps_a_valid_id_for_the_reply() -> None:
+    parsed = parse_command("pause", b'{"id": "abc", "bogus": 1}', MAX)
+    assert isinstance(parsed, CommandError) and parsed.request_id == "abc"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+names = st.sampled_from(["pause", "resume", "status", "reload", "snapshot"]) | st.text(max_size=20)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(name=names, body=st.binary(max_size=300))
+def test_parser_never_raises_on_any_bytes(name: str, body: bytes) -> None:
+    parsed = parse_command(name, body, 256)
+    assert isinstance(parsed, Command | CommandError)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    name=names,
+    data=json_values | st.dictionaries(st.sampled_from(["id", "camera", "x"]), json_values),
+)
+def test_parser_never_raises_on_any_json(name: str, data: Any) -> None:
+    body = json.dumps(data).encode()
+    parsed = parse_command(name, body, MAX)
+    assert isinstance(parsed, Command | CommandError)
+    if isinstance(parsed, Command):
+        assert isinstance(data, dict) and set(data) <= {"id", "camera"}
+
+
+# ---- the handler in-process ---------------------------------------------------------------------
+
+
+def run_handler(
+    handler: CommandHandler, name: str, body: bytes, timeout: float = 5.0
+) -> dict[str, Any]:
+    replies: list[dict[str, Any]] = []
+    done = threading.Event()
+
+    def respond(payload: dict[str, Any]) -> None:
+        replies.append(payload)
+        done.set()
+
+    handler.handle(name, body, respond)
+    assert done.wait(timeout)
+    time.sleep(0)  # let a second (wrong) reply show up if there were one
+    assert len(replies) == 1
+    validate(replies[0], "command-reply")
+    return replies[0]
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=names,
+    body=st.binary(max_size=200)
+    | json_values.map(lambda v: json.dumps(v).encode())
+    | st.dictionaries(st.sampled_from(["id", "camera", "x"]), json_values).map(
+        lambda v: json.dumps(v).encode()
+    ),
+)
+def test_handler_answers_once_and_bad_input_changes_nothing(name: str, body: bytes) -> None:
+    target = RecordingTarget()
+    handler = CommandHandler(target, max_bytes=MAX)
+    reply = run_handler(handler, name, body)
+    parsed = parse_command(name, body, MAX)
+    if isinstance(parsed, CommandError):
+        assert reply["ok"] is False and reply["error"]
+        assert target.calls == [] and target.paused is False
+    assert reply["command"] == name
+
+
+def test_handler_survives_a_target_that_raises() -> None:
+    class Broken(RecordingTarget):
+        def pause(self) -> None:
+            raise RuntimeError("camera on fire")
+
+        def status(self) -> dict[str, Any]:
+            raise KeyError("status")
+
+    handler = CommandHandler(Broken(), max_bytes=MAX)
+    reply = run_handler(handler, "pause", b'{"id": 1}')
+    assert reply == {
+        "ok": False,
+        "command": "pause",
+        "id": 1,
+        "error": "RuntimeError: camera on fire",
+    }
+    assert run_handler(handler, "status", b"")["ok"] is False
+
+
+def test_unknown_camera_is_an_error_reply() -> None:
+    target = RecordingTarget()
+    reply = run_handler(CommandHandler(target, max_bytes=MAX), "snapshot", b'{"camera": "nope"}')
+    assert reply["ok"] is False and "unknown camera 'nope'" in reply["error"]
+    assert target.snapshots == []
+
+
+def test_a_second_reload_while_one_runs_is_refused() -> None:
+    target = RecordingTarget()
+    target.reload_delay = 0.5
+    handler = CommandHandler(target, max_bytes=MAX)
+    first: list[dict[str, Any]] = []
+    handler.handle("reload", b'{"id": 1}', first.append)  # returns at once: reload in a thread
+    assert target.reload_started.wait(2)
+    assert first == []
+    second = run_handler(handler, "reload", b'{"id": 2}')
+    assert second["ok"] is False and second["error"] == "a reload is already running"
+    handler.join(2)
+    assert first[0]["ok"] is True and first[0]["id"] == 1
+    assert target.calls == ["reload"]
+
+
+# ---- through the broker -----------------------------------------------------------------------
+
+
+class CommandClient:
+    """Sends commands and collects replies, with MQTT 5 response topics when asked."""
+
+    def __init__(self, sub: Subscriber, base: str) -> None:
+        self.sub = sub
+        self.base = base
+
+    def send(self, name: str, body: bytes | str = b"", **kwargs: Any) -> None:
+        self.sub.publish(f"{self.base}/cmd/{name}", body, **kwargs)
+
+    def reply(self, name: str, timeout: float = 5.0) -> dict[str, Any]:
+        message = self.sub.wait_for(topic_is(f"{self.base}/cmd/{name}/reply"), timeout)
+        payload: dict[str, Any] = json.loads(message.payload)
+        validate(payload, "command-reply")
+        return payload
+
+
+def connected_service(
+    broker: Mosquitto,
+    service_factory: Callable[..., MqttService],
+    subscribers: Callable[..., Subscriber],
+    **overrides: Any,
+) -> tuple[MqttService, RecordingTarget, CommandClient]:
+    config = make_config(broker.port, **overrides)
+    target = RecordingTarget()
+    base = f"camclassd/{config.device.resolved_id}"
+    sub = subscribers(broker.port, [f"{base}/cmd/+/reply", f"{base}/+/snapshot", "replies/#"])
+    service = service_factory(config, target)
+    # Commands work once the subscription is in place, which the flush follows.
+    assert wait_until(lambda: service.connected and service._ready)
+    return service, target, CommandClient(sub, base)
+
+
+def test_each_command_works_and_replies(
+    broker: Mosquitto,
+    service_factory: Callable[..., MqttService],
+    subscribers: Callable[..., Subscriber],
+) -> None:
+    _, target, cmd = connected_service(broker, service_factory, subscribers)
+    cmd.send("pause", '{"id": "p1"}')
+    reply = cmd.reply("pause")
+    assert reply["ok"] and reply["id"] == "p1" and reply["result"]["state"] == "paused"
+    assert target.paused
+    cmd.send("resume")  # empty body = {}
+    assert cmd.reply("resume")["result"]["state"] == "running"
+    cmd.send("status", '{"id": 5}')
+    status = cmd.reply("status")
+    assert status["id"] == 5 and status["result"]["cameras"] == ["front", "back"]
+    cmd.send("snapshot", '{"camera": "front"}')
+    assert cmd.reply("snapshot")["result"] == {"camera": "front"}
+    cmd.send("reload")
+    assert cmd.reply("reload")["ok"] is True
+    target.reload_error = "mqtt.port: 0 is not allowed"
+    cmd.send("reload", '{"id": "r2"}')
+    failed = cmd.reply("reload")
+    assert failed == {"ok": False, "command": "reload", "id": "r2", "error": target.reload_error}
+    assert target.calls == ["pause", "resume", "snapshot", "reload", "reload"]
+
+
+def test_snapshot_command_publishes_the_next_frame_as_jpeg(
+    broker: Mosquitto,
+    service_factory: Callable[..., MqttService],
+    subscribers: Callable[..., Subscriber],
+) -> None:
+    service, target, cmd = connected_service(broker, service_factory, subscribers)
+    image = __import__("numpy").zeros((120, 160, 3), "uint8")
+    service.publish(make_result("front", 0, image=image))  # nobody asked, interval 0: no JPEG
+    cmd.send("snapshot", '{"camera": "front"}')
+    assert cmd.reply("snapshot")["ok"]
+    assert target.snapshots == ["front"]
+    service.publish(make_result("front", 1, image=image))  # the pipeline attaches the frame
+    jpeg = cmd.sub.wait_for(topic_is(f"{cmd.base}/front/snapshot"))
+    assert jpeg.payload[:2] == b"\xff\xd8"
+    assert not cmd.sub.collect(topic_is(f"{cmd.base}/front/snapshot"), 1, timeout=0.3)
+
+
+def test_snapshot_interval_asks_the_pipeline_and_rate_limits(
+    broker: Mosquitto,
+    service_factory: Callable[..., MqttService],
+    subscribers: Callable[..., Subscriber],
+) -> None:
+    service, target, cmd = connected_service(
+        broker, service_factory, subscribers, snapshot_interval_s=0.5
+    )
+    image = __import__("numpy").zeros((120, 160, 3), "uint8")
+    service.publish(make_result("back", 0))
+    assert target.snapshots == ["back"]  # due: the service asks for a frame
+    service.publish(make_result("back", 1))
+    assert target.snapshots == ["back"]  # asked already within the interval
+    service.publish(make_result("back", 2, image=image))
+    service.publish(make_result("back", 3, image=image))  # within the interval: skipped
+    got = cmd.sub.collect(topic_is(f"{cmd.base}/back/snapshot"), 2, timeout=0.4)
+    assert len(got) == 1
+
+
+def test_mqtt5_response_topic_and_correlation_data(
+    broker: Mosquitto,
+    service_factory: Callable[..., MqttService],
+    subscribers: Callable[..., Subscriber],
+) -> None:
+    _, _, cmd = connected_service(broker, service_factory, subscribers)
+    properties = Properties(PacketTypes.PUBLISH)
+    properties.ResponseTopic = "replies/node-red/42"
+    properties.CorrelationData = b"\x00corr-7"
+    cmd.send("status", '{"id": "x"}', properties=properties)
+    message = cmd.sub.wait_for(topic_is("replies/node-red/42"))
+    assert message.properties is not None
+    assert message.properties.CorrelationData == b"\x00corr-7"
+    payload = json.loads(message.payload)
+    validate(payload, "command-reply")
+    assert payload["ok"] and payload["id"] == "x"
+
+
+def test_bad_payloads_through_the_broker_get_error_replies_and_change_nothing(
+    broker: Mosquitto,
+    service_factory: Callable[..., MqttService],
+    subscribers: Callable[..., Subscriber],
+) -> None:
+    service, target, cmd = connected_service(broker, service_factory, subscribers)
+    bad: list[tuple[str, bytes]] = [
+        ("pause", b"{"),
+        ("pause", b"\xff"),
+        ("pause", b"[]"),
+        ("pause", b'{"x": 1}'),
+        ("resume", b'{"id": {}}'),
+        ("snapshot", b'{"camera": ["front"]}'),
+        ("snapshot", b'{"camera": "nope"}'),
+        ("reload", b'{"id": 1, "force": true}'),
+        ("status", b"1"),
+        ("frobnicate", b"{}"),
+        ("pause", b"{" * 5000),
+        ("pause", b"[" * 2000 + b"]" * 2000),
+        ("status", b"\x00" * 10),
+    ]
+    for name, body in bad:
+        cmd.send(name, body)
+        reply = cmd.reply(name)
+        assert reply["ok"] is False and reply["error"], (name, body)
+    assert target.calls == [] and target.paused is False
+    assert service.connected
+    cmd.send("status")
+    assert cmd.reply("status")["ok"] is True  # still answering
+
+
+def test_fuzzed_payloads_through_the_broker(
+    broker: Mosquitto,
+    service_factory: Callable[..., MqttService],
+    subscribers: Callable[..., Subscriber],
+) -> None:
+    """A smaller hypothesis run end to end: every message gets exactly one reply."""
+    service, target, cmd = connected_service(broker, service_factory, subscribers)
+    sent: list[tuple[str, bytes]] = []
+
+    @settings(max_examples=40, deadline=None, database=None)
+    @given(
+        name=st.sampled_from(["pause", "status", "snapshot", "nope"]),
+        body=st.binary(max_size=64)
+        | st.dictionaries(st.sampled_from(["id", "camera", "x"]), json_values).map(
+            lambda v: json.dumps(v).encode()
+        ),
+    )
+    def fuzz(name: str, body: bytes) -> None:
+        if name == "pause" and isinstance(parse_command(name, body, MAX), Command):
+            return  # a valid pause would change state; that case is tested above
+        cmd.send(name, body)
+        reply = cmd.reply(name)
+        sent.append((name, body))
+        assert reply["command"] == name
+
+    fuzz()
+    assert len(sent) > 20
+    assert target.paused is False and "pause" not in target.calls
+    assert service.connected
+
+
+def test_retained_commands_are_ignored(
+    broker: Mosquitto,
+    service_factory: Callable[..., MqttService],
+    subscribers: Callable[..., Subscriber],
+) -> None:
+    device = f"t{uuid.uuid4().hex[:10]}"
+    sub = subscribers(broker.port, ["unused/#"])
+    sub.publish(f"camclassd/{device}/cmd/pause", b"{}", retain=True)
+    try:
+        _, target, _ = connected_service(broker, service_factory, subscribers, device=device)
+        time.sleep(0.3)
+        assert target.calls == []
+    finally:
+        sub.publish(f"camclassd/{device}/cmd/pause", b"", retain=True)
+
+
+def test_reload_does_not_block_the_network_thread(
+    broker: Mosquitto,
+    service_factory: Callable[..., MqttService],
+    subscribers: Callable[..., Subscriber],
+) -> None:
+    _, target, cmd = connected_service(broker, service_factory, subscribers)
+    target.reload_delay = 1.0
+    cmd.send("reload", '{"id": "slow"}')
+    assert target.reload_started.wait(2)
+    started = time.monotonic()
+    cmd.send("status")
+    assert cmd.reply("status")["ok"]
+    assert time.monotonic() - started < 0.5  # answered while the reload still runs
+    assert cmd.reply("reload")["id"] == "slow"
+
+
+def test_importing_the_mqtt_package_does_not_load_paho() -> None:
+    """`camclassd check-config` must not pay for paho: the package __init__ imports nothing."""
+    code = "import sys, camclassd.mqtt; print('paho' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
