@@ -73,7 +73,9 @@ def test_the_contract_settings() -> None:
     assert s["ExecStart"] == [f"{INSTALLED_CLI} run --config /etc/camclassd/camclassd.toml"]
     assert s["ExecStartPre"] == [f"{INSTALLED_CLI} check-config /etc/camclassd/camclassd.toml"]
     assert s["User"] == ["camclassd"]
-    assert s["LoadCredential"] == ["mqtt_password:/etc/camclassd/mqtt_password"]
+    # A directory: its file `password` becomes the credential `mqtt_password` that the daemon
+    # reads from $CREDENTIALS_DIRECTORY; an empty directory (anonymous broker) still starts.
+    assert s["LoadCredential"] == ["mqtt:/etc/camclassd/mqtt"]
     assert s["DevicePolicy"] == ["closed"]
     # The camera must keep working: V4L2 nodes, media controller, dma-heap buffers.
     allowed = " ".join(s["DeviceAllow"])
