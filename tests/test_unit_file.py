@@ -69,9 +69,16 @@ def test_the_contract_settings() -> None:
     assert s["RestartPreventExitStatus"] == ["78"]
     assert s["Restart"] == ["on-failure"]
     assert s["WatchdogSec"] == ["30"]
-    assert s["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     assert s["ExecStart"] == [f"{INSTALLED_CLI} run --config /etc/camclassd/camclassd.toml"]
-    assert s["ExecStartPre"] == [f"{INSTALLED_CLI} check-config /etc/camclassd/camclassd.toml"]
+    # A bad file is refused before any SIGHUP is sent (the daemon would also keep its config).
+    assert s["ExecReload"] == [
+        f"{INSTALLED_CLI} check-config /etc/camclassd/camclassd.toml",
+        "/bin/kill -HUP $MAINPID",
+    ]
+    # A failing ExecStartPre= would bypass RestartPreventExitStatus=78 (main process only).
+    assert "ExecStartPre" not in s
+    stop_timeout = int(s["TimeoutStopSec"][0])
+    assert stop_timeout > 60, "must cover pipeline.stop_timeout_s (at most 60 s)"
     assert s["User"] == ["camclassd"]
     # A directory: its file `password` becomes the credential `mqtt_password` that the daemon
     # reads from $CREDENTIALS_DIRECTORY; an empty directory (anonymous broker) still starts.
