@@ -164,3 +164,25 @@ def test_discovery_on_connect_resent_on_ha_birth_and_removed_on_reload(
     gone = subscribers(broker.port, [f"homeassistant/sensor/{device}/#"])
     assert len(gone.collect(lambda m: m.topic.startswith(prefix), 5)) == 5
     assert not gone.collect(lambda m: m.topic.startswith(prefix), 1, timeout=0.3)
+
+
+def test_cameras_removed_while_disconnected_are_cleared_on_reconnect(
+    broker: Mosquitto,
+    service_factory: Callable[..., MqttService],
+    subscribers: Callable[..., Subscriber],
+) -> None:
+    config = make_config(broker.port, cameras=("front", "back"))
+    device = config.device.resolved_id
+    service = service_factory(config)
+    assert wait_until(lambda: service.connected)
+    broker.stop()
+    assert wait_until(lambda: not service.connected)
+    service.apply_config(make_config(broker.port, device=device, cameras=("front",)))
+    broker.start()
+    sub = subscribers(broker.port, [f"homeassistant/sensor/{device}/#"])
+    assert wait_until(lambda: service.connected, timeout=10)
+    messages = sub.collect(lambda m: m.topic.endswith("/config"), 8, timeout=2)
+    configs = sorted(m.topic.split("/")[3] for m in messages if m.payload)
+    assert configs == ["fps", "front_label", "front_latency", "front_score", "inference_p50"]
+    cleared = sorted(m.topic.split("/")[3] for m in messages if not m.payload)
+    assert cleared == ["back_label", "back_latency", "back_score"]

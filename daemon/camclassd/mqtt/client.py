@@ -46,6 +46,7 @@ from camclassd.mqtt.payloads import (
 )
 from camclassd.mqtt.store import Pending, Store
 from camclassd.mqtt.topics import Topics
+from camclassd.results import Classification
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -151,6 +152,7 @@ class MqttService:
         self._refused = False
         self._stopping = False
         self._started = False
+        self._removals: set[str] = set()  # discovery topics to clear (cameras removed)
         self._snapshot_wanted: set[str] = set()  # cameras a `snapshot` command asked for
         self._snapshot_last: dict[str, float] = {}
         self._snapshot_asked: dict[str, float] = {}
@@ -231,7 +233,7 @@ class MqttService:
 
     # ---- Sink and publishing -------------------------------------------------------------
 
-    def publish(self, result: Any) -> None:
+    def publish(self, result: Classification) -> None:
         """A classification result (stored while disconnected), plus a snapshot when due."""
         mc = self._config.mqtt
         try:
@@ -321,7 +323,7 @@ class MqttService:
             else:
                 self._snapshot_wanted.add(camera)
 
-    def _snapshot(self, result: Any) -> None:
+    def _snapshot(self, result: Classification) -> None:
         """Publish the frame when a command asked for it or the interval is due.
 
         The pipeline attaches a frame only when asked (`target.snapshot`), so for the interval
@@ -373,10 +375,11 @@ class MqttService:
             self._config = new
             self._store.resize(new.mqtt.buffer_size)
             self.commands.max_bytes = new.mqtt.max_command_bytes
+        with self._lock:
+            self._removals.update(removed_topics(old, new))
         if not self.connected:
-            return  # on_connect publishes the new discovery; the removals are lost (see docs)
-        for topic in removed_topics(old, new):
-            self._publish(topic, b"", QOS_CONTROL, retain=True)
+            return  # on_connect sends the removals and the new discovery
+        self._send_removals()
         if old.homeassistant.status_topic != new.homeassistant.status_topic:
             self._client.unsubscribe(old.homeassistant.status_topic)
             self._client.subscribe(new.homeassistant.status_topic, QOS_CONTROL)
@@ -446,6 +449,7 @@ class MqttService:
         self._subscribe_mid = mid
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:  # e.g. the connection dropped meanwhile
             log.warning("MQTT subscribe failed: %s", mqtt.error_string(rc))
+        self._send_removals()
         self._publish_discovery()
 
     def _on_subscribe(
@@ -547,6 +551,13 @@ class MqttService:
             properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             properties.CorrelationData = correlation
         self._publish(topic, encode(payload), QOS_CONTROL, properties=properties)
+
+    def _send_removals(self) -> None:
+        """Empty retained configs make HA delete the entities of removed cameras."""
+        with self._lock:
+            topics, self._removals = sorted(self._removals), set()
+        for topic in topics:
+            self._publish(topic, b"", QOS_CONTROL, retain=True)
 
     def _publish_discovery(self) -> None:
         if not self._config.homeassistant.enabled:
