@@ -59,6 +59,10 @@ def test_read_rgb_errors(tmp_path: Path, garbage_jpg: Path) -> None:
     assert garbage.value.exit_code == EXIT_DATAERR
     with pytest.raises(InputNotFoundError, match="directory"):
         read_rgb(tmp_path)
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(InputDataError, match="empty file"):  # cv2.imdecode asserts on b""
+        read_rgb(empty)
 
 
 def test_labels_default_to_the_models_directory(tmp_path: Path) -> None:

@@ -42,7 +42,12 @@ def read_rgb(path: Path) -> np.ndarray:
         raise InputNotFoundError(f"{path}: is a directory, not an image file") from None
     except OSError as error:
         raise InputNotFoundError(f"{path}: cannot be read ({error.strerror})") from None
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if not data:
+        raise InputDataError(f"{path}: empty file, not an image")
+    try:
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        image = None
     if image is None:
         raise InputDataError(
             f"{path}: not a readable image (OpenCV cannot decode it): give a JPEG, PNG, BMP or "
