@@ -468,6 +468,7 @@ def test_start_never_blocks_while_the_broker_is_down(
     assert time.monotonic() - started < 0.5
     assert not service.connected
     assert wait_until(lambda: "unreachable" in service.state)
+    assert service.state == "disconnected (broker unreachable: Connection refused)"
     assert service.counters()["buffered"] == 3
     assert service.counters()["dropped"] == 2
     assert "unreachable" in caplog.text
@@ -787,6 +788,7 @@ def test_tls_verifies_the_host_name_unless_insecure(
     assert wait_until(lambda: "unreachable" in strict.state, timeout=5)
     time.sleep(0.5)
     assert not strict.connected
+    assert "certificate verify failed" in strict.state, strict.state
 
 
 def test_tls_missing_ca_file_is_a_config_error(tmp_path: Path) -> None:

@@ -108,6 +108,20 @@ def describe_reason(reason: ReasonCode) -> str:
     return f"{text}: {hint}" if hint else text
 
 
+class _Client(mqtt.Client):
+    """paho calls on_connect_fail without the cause; keep it, because "unreachable" and "the
+    broker's certificate did not verify" need different fixes."""
+
+    last_error: OSError | None = None
+
+    def reconnect(self) -> MQTTErrorCode:
+        try:
+            return super().reconnect()
+        except OSError as error:
+            self.last_error = error
+            raise
+
+
 def _guarded(callback: Callable[P, None]) -> Callable[P, None]:
     """paho re-raises a callback's exception in its network thread, which ends the thread and
     with it every reconnect: log it instead."""
@@ -148,7 +162,7 @@ class MqttService:
         self._status: bytes | None = None
         self._reconnects = 0
         self._ever_connected = False
-        self._unreachable_logged = False
+        self._last_cause = ""
         self._refused = False
         self._stopping = False
         self._started = False
@@ -166,8 +180,8 @@ class MqttService:
 
     # ---- set-up ----------------------------------------------------------------------------
 
-    def _make_client(self, mc: MQTTConfig, password: str | None) -> mqtt.Client:
-        client = mqtt.Client(
+    def _make_client(self, mc: MQTTConfig, password: str | None) -> _Client:
+        client = _Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             protocol=MQTTProtocolVersion.MQTTv5 if self._v5 else MQTTProtocolVersion.MQTTv311,
@@ -435,7 +449,7 @@ class MqttService:
             self._reconnects += 1
         self._ever_connected = True
         self._refused = False
-        self._unreachable_logged = False
+        self._last_cause = ""
         self.connected = True
         self.state = "connected"
         log.info("MQTT: connected to %s:%d", mc.host, mc.port)
@@ -469,14 +483,18 @@ class MqttService:
     def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
         mc = self._config.mqtt
         self.connected = False
+        error = self._client.last_error
+        cause = (error.strerror or str(error)) if error is not None else "unknown error"
         if not self._refused:
-            self.state = "disconnected (broker unreachable)"
-        if not self._unreachable_logged:
-            self._unreachable_logged = True
+            self.state = f"disconnected (broker unreachable: {cause})"
+        if self._last_cause != cause:  # once per outage, and when the cause changes
+            self._last_cause = cause
             log.warning(
-                "MQTT broker %s:%d unreachable; retrying every %g-%g s, keeping up to %d results",
+                "MQTT broker %s:%d unreachable (%s); retrying every %g-%g s, keeping up to %d "
+                "results",
                 mc.host,
                 mc.port,
+                cause,
                 mc.reconnect_min_s,
                 mc.reconnect_max_s,
                 mc.buffer_size,
