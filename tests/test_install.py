@@ -1,0 +1,161 @@
+"""scripts/install.sh and scripts/uninstall.sh against a temporary root (--destdir).
+
+Most tests use --skip-pip: the venv is created (without pip, ~0.1 s) but the package is not
+installed, so they check the layout, idempotence and config handling in well under a second.
+One slow test runs the real `pip install --no-deps` of this checkout into the staged venv.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+INSTALL = REPO / "scripts" / "install.sh"
+UNINSTALL = REPO / "scripts" / "uninstall.sh"
+DEFAULT_CONFIG = REPO / "config" / "camclassd.toml"
+# The venv needs a real interpreter, not this test venv's (a venv of a venv is fragile).
+BASE_PYTHON = getattr(sys, "_base_executable", sys.executable)
+
+
+def run(script: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        ["bash", str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def install(root: Path, *extra: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return run(INSTALL, "--destdir", str(root), "--python", BASE_PYTHON, *extra, timeout=timeout)
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file outside the venv -> sha256 (the venv is Python's business)."""
+    out: dict[str, str] = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and "venv" not in path.relative_to(root).parts:
+            out[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def test_files_land_where_expected(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    install(root, "--skip-pip")
+    prefix = root / "opt" / "camclassd"
+    assert (prefix / "venv" / "bin" / "python").exists()
+    cfg = (prefix / "venv" / "pyvenv.cfg").read_text()
+    assert "include-system-site-packages = true" in cfg
+    for model in (REPO / "models").glob("*.tflite"):
+        assert (prefix / "models" / model.name).read_bytes() == model.read_bytes()
+    assert (prefix / "models" / "imagenet_labels.txt").exists()
+    assert (root / "etc/camclassd/camclassd.toml").read_text() == DEFAULT_CONFIG.read_text()
+    mqtt_dir = root / "etc/camclassd/mqtt"
+    assert stat.S_IMODE(mqtt_dir.stat().st_mode) == 0o700, "holds the MQTT password"
+    unit = (root / "etc/systemd/system/camclassd.service").read_text()
+    assert unit == (REPO / "systemd/camclassd.service").read_text()
+    for example in ("pi-door.toml", "usb-camera.toml", "rtsp-camera.toml", "two-cameras.toml"):
+        assert (prefix / "share" / "examples" / example).exists()
+
+
+def test_second_run_is_idempotent_and_keeps_an_edited_config(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    install(root, "--skip-pip")
+    before = snapshot(root)
+    second = install(root, "--skip-pip")
+    assert snapshot(root) == before
+    assert "wrote" not in second.stdout, second.stdout
+
+    config = root / "etc/camclassd/camclassd.toml"
+    edited = config.read_text().replace('host = "localhost"', 'host = "broker.lan"')
+    config.write_text(edited)
+    third = install(root, "--skip-pip")
+    assert config.read_text() == edited, "an edited config is never overwritten"
+    dist = root / "etc/camclassd/camclassd.toml.dist"
+    assert dist.read_text() == DEFAULT_CONFIG.read_text()
+    assert "kept your edited" in third.stdout
+
+
+def test_an_unedited_old_default_follows_the_new_one(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    install(root, "--skip-pip")
+    # Pretend an older release installed (and recorded) a different default.
+    old = "# an older default\n" + DEFAULT_CONFIG.read_text()
+    (root / "etc/camclassd/camclassd.toml").write_text(old)
+    (root / "opt/camclassd/share/camclassd.toml.default").write_text(old)
+    install(root, "--skip-pip")
+    assert (root / "etc/camclassd/camclassd.toml").read_text() == DEFAULT_CONFIG.read_text()
+    assert not (root / "etc/camclassd/camclassd.toml.dist").exists()
+
+
+def test_prefix_is_written_into_the_unit(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    install(root, "--skip-pip", "--prefix", "/usr/local/camclassd")
+    unit = (root / "etc/systemd/system/camclassd.service").read_text()
+    assert "ExecStart=/usr/local/camclassd/venv/bin/camclassd run" in unit
+    assert "/opt/camclassd" not in unit
+    assert (root / "usr/local/camclassd/models/imagenet_labels.txt").exists()
+
+
+def test_uninstall_removes_what_install_added(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    install(root, "--skip-pip")
+    run(UNINSTALL, "--destdir", str(root))
+    assert not (root / "opt/camclassd").exists()
+    assert not (root / "etc/systemd/system/camclassd.service").exists()
+    # Your config and password stay...
+    assert (root / "etc/camclassd/camclassd.toml").exists()
+    assert (root / "etc/camclassd/mqtt").is_dir()
+    # ...unless purged; then nothing install.sh added is left but empty parent directories.
+    run(UNINSTALL, "--destdir", str(root), "--purge")
+    leftovers = [p for p in root.rglob("*") if not p.is_dir()]
+    assert leftovers == []
+    # A second uninstall has nothing to do and still succeeds.
+    run(UNINSTALL, "--destdir", str(root), "--purge")
+
+
+def test_refuses_bad_options(tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["bash", str(INSTALL), "--destdir", str(tmp_path), "--bogus"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 64
+    assert "unknown option --bogus" in result.stderr
+    if os.geteuid() != 0:
+        result = subprocess.run(
+            ["bash", str(INSTALL)], capture_output=True, text=True, timeout=30, check=False
+        )
+        assert result.returncode == 77
+        assert "run as root" in result.stderr
+
+
+@pytest.mark.slow
+def test_real_pip_install_of_this_checkout(tmp_path: Path) -> None:
+    """The pip step for real (dependencies left out: they would be downloaded, ~100 MB)."""
+    root = tmp_path / "root"
+    install(root, "--pip-arg", "--no-deps", timeout=300)
+    venv = root / "opt/camclassd/venv"
+    assert (venv / "bin" / "camclassd").exists()
+    result = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import camclassd, sys; print(camclassd.__file__)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert str(venv) in result.stdout, "the installed copy, not the checkout"
