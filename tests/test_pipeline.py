@@ -324,6 +324,7 @@ def test_pause_resume_and_snapshot(running: list[Pipeline]) -> None:
     assert sink.count() == paused_count
     assert time.monotonic() - pipeline.last_classified < 0.05  # paused is healthy
     pipeline.resume()
+    assert time.monotonic() - pipeline.last_classified < 0.05  # a pause is not a stall
     assert wait_until(lambda: sink.count() > paused_count + 3)
     assert all(r.image is None for r in sink.results)
     pipeline.request_snapshot("live")
@@ -334,7 +335,9 @@ def test_pause_resume_and_snapshot(running: list[Pipeline]) -> None:
     assert len([r for r in sink.results if r.image is not None]) == 1  # only the next one
     with pytest.raises(ValueError, match="no camera named"):
         pipeline.request_snapshot("nope")
+    pipeline.pause()
     assert pipeline.stop(5.0)
+    assert pipeline.paused  # kept after stop: a reload carries it to the next pipeline
     counters = metrics.counters()
     assert counters["captured"] == counters["classified"] + counters["dropped"]
 

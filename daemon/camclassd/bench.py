@@ -17,7 +17,6 @@ camclassd) measured in a subprocess, since this process has OpenCV and the rest 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import platform
@@ -34,11 +33,12 @@ import psutil
 
 from camclassd.config import CameraConfig, Config, ImagesCamera, OpenCVCamera, SyntheticCamera
 from camclassd.engine import Engine, default_model_paths
-from camclassd.metrics import Metrics
+from camclassd.metrics import STAGES, Metrics
 from camclassd.pipeline import Pipeline
 from camclassd.preprocess import Preprocessor
 from camclassd.results import Classification, top_k
 from camclassd.sources import open_source
+from camclassd.sources.synthetic import PATTERNS
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mjpeg", ".h264"})
 WARMUP_FRAMES = 10
@@ -78,7 +78,8 @@ def main(args: argparse.Namespace) -> int:
     frames = max(int(args.frames), 5)
     progress = Progress(sys.stderr, enabled=not getattr(args, "no_progress", False))
     setup = Setup(model, labels, int(args.threads), camera)
-    report = run(setup, frames, int(args.soak or 0), progress)
+    rounds = max(1, min(int(getattr(args, "rounds", 3) or 1), frames // 5))
+    report = run(setup, frames, rounds, int(args.soak or 0), progress)
     progress.done()
     if args.json:
         print(json.dumps(report, indent=2))
@@ -124,35 +125,58 @@ class Setup:
 # ==== the measurements, in the order they run =================================================
 
 
-def run(setup: Setup, frames: int, soak: int, progress: Progress) -> dict[str, Any]:
+def run(setup: Setup, frames: int, rounds: int, soak: int, progress: Progress) -> dict[str, Any]:
+    """(b), (a), (c) alternate in `rounds` short rounds, so that other load on the machine
+    hits all three alike; then the half-load run and the optional soak."""
     process = psutil.Process()
-    steps = 4 + (1 if soak else 0)
-    # The pipeline runs first so that its RSS is not inflated by the other measurements.
-    progress.stage(1, steps, "pipeline (b)")
-    pipeline = measure_pipeline(setup, frames, None, progress)
-    pipeline["rss_mb"] = _rss_mb(process)
-    gc.collect()
+    per_round = max(5, frames // rounds)
+    steps = 3 * rounds + 1 + (1 if soak else 0)
+    step = 0
+    full: list[dict[str, Any]] = []
+    raw: list[dict[str, Any]] = []
+    plain: list[dict[str, Any]] = []
+    engine: Engine | None = None
+    tensor = np.empty(0)
+    rss: dict[str, float] = {}
+    for index in range(rounds):
+        label = f"round {index + 1}/{rounds}:"
+        step += 1
+        progress.stage(step, steps, f"{label} pipeline (b)")
+        full.append(measure_pipeline(setup, per_round, None, progress))
+        if engine is None:
+            # Measured before this process holds a second interpreter for (a) and (c).
+            rss = {"rss_mb": _rss_mb(process), "rss_before_start_mb": full[0]["rss_before"]}
+            engine = setup.engine()
+            tensor = _first_tensor(engine, setup.camera)
+        step += 1
+        progress.stage(step, steps, f"{label} raw invoke (a)")
+        raw.append(measure_invoke(engine, tensor, per_round, progress))
+        step += 1
+        progress.stage(step, steps, f"{label} plain loop (c)")
+        plain.append(measure_sequential(engine, setup.camera, per_round, progress))
+    assert engine is not None
+    raw_summary = summarize_invoke(raw)
+    raw_summary["bare_loop_rss_mb"] = bare_loop_rss_mb(setup.model, setup.threads, frames)
 
-    progress.stage(2, steps, "raw invoke (a)")
-    engine = setup.engine()
-    tensor = _first_tensor(engine, setup.camera)
-    raw = measure_invoke(engine, tensor, frames, progress)
-    raw["bare_loop_rss_mb"] = bare_loop_rss_mb(setup.model, setup.threads, frames)
-
-    progress.stage(3, steps, "plain loop (c)")
-    plain = measure_sequential(engine, setup.camera, frames, progress)
-
-    progress.stage(4, steps, "half load")
-    half_rate = raw["fps"] / 2.0
-    half = measure_pipeline(setup, frames, half_rate, progress)
+    step += 1
+    progress.stage(step, steps, "half load")
+    half = summarize_pipeline([measure_pipeline(setup, frames, raw_summary["fps"] / 2.0, progress)])
 
     soaked = None
     if soak:
-        progress.stage(5, steps, f"soak {soak} frames")
+        step += 1
+        progress.stage(step, steps, f"soak {soak} frames")
         soaked = measure_soak(setup, soak, progress)
 
-    measured = {"raw": raw, "pipeline": pipeline, "plain": plain, "half": half, "soak": soaked}
-    return build_report(setup, engine, frames, measured)
+    measured = {
+        "raw": raw_summary,
+        "pipeline": {**summarize_pipeline(full), **rss},
+        "plain": {"fps": _rate(plain)},
+        "half": half,
+        "soak": soaked,
+        "rounds": rounds,
+    }
+    return build_report(setup, engine, per_round * rounds, measured)
 
 
 def measure_invoke(
@@ -169,12 +193,15 @@ def measure_invoke(
         engine.infer(batch)
         times[index] = time.perf_counter() - t0
         progress.tick(index + 1, frames)
-    elapsed = time.perf_counter() - started
+    return {"frames": frames, "elapsed": time.perf_counter() - started, "times": times}
+
+
+def summarize_invoke(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    times = np.concatenate([run["times"] for run in runs])
     return {
-        "fps": frames / elapsed,
+        "fps": _rate(runs),
         "median_ms": float(np.median(times)) * 1000.0,
         "p99_ms": float(np.percentile(times, 99)) * 1000.0,
-        "rss_mb": _rss_mb(psutil.Process()),
     }
 
 
@@ -190,10 +217,10 @@ def measure_pipeline(
             "cameras": {"bench": paced.model_dump()},
             "model": {"path": setup.model, "labels": setup.labels, "num_threads": setup.threads},
             "pipeline": {"drop_policy": "auto" if rate else "block", "stable_frames": 1},
-            "metrics": {"window": max(frames, 10)},
         }
     )
-    metrics = Metrics(window=max(frames, 10))
+    # The window holds exactly the measured frames: the warm-up ones have left it.
+    metrics = Metrics(window=frames)
     sink = CountingSink()
     rss_before = _rss_mb(psutil.Process())
     started = time.perf_counter()
@@ -205,33 +232,51 @@ def measure_pipeline(
         first_result_s = time.perf_counter() - started
         sink.wait_for(WARMUP_FRAMES, timeout=60)
         count0, t0 = sink.count, time.perf_counter()
-        while sink.count < count0 + frames:
-            if not sink.wait_for(sink.count + 1, timeout=60):
-                raise RuntimeError("the pipeline stopped classifying during the benchmark")
+        # Wake up rarely: a benchmark thread woken per frame would slow what it measures.
+        while not sink.wait_for(count0 + frames, timeout=0.1):
             progress.tick(sink.count - count0, frames)
+            if time.perf_counter() - t0 > 60 + frames:
+                raise RuntimeError("the pipeline stopped classifying during the benchmark")
         elapsed = time.perf_counter() - t0
         classified = sink.count - count0
-        snapshot = metrics.snapshot()
-        total = metrics.latency_values("capture_to_publish")
-        inference = metrics.latency_values("inference")
+        progress.tick(frames, frames)
+        stages = {stage: metrics.latency_values(stage) for stage in STAGES}
+        dropped = metrics.counters()["dropped"]
     finally:
         pipeline.stop(5.0)
-    overhead = (total - inference) * 1000.0  # same ring index = same frame
     return {
-        "fps": classified / elapsed,
+        "frames": classified,
+        "elapsed": elapsed,
         "source_fps": rate,
         "start_s": start_s,
         "first_result_s": first_result_s,
+        "stages": stages,
+        "dropped": dropped,
+        "rss_before": rss_before,
+    }
+
+
+def summarize_pipeline(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    stages = {stage: np.concatenate([run["stages"][stage] for run in runs]) for stage in STAGES}
+    # Same ring index in every stage = same frame, so per-frame differences are exact.
+    overhead = (stages["capture_to_publish"] - stages["inference"]) * 1000.0
+    return {
+        "fps": _rate(runs),
+        "source_fps": runs[0]["source_fps"],
+        "start_s": max(run["start_s"] for run in runs),
+        "first_result_s": max(run["first_result_s"] for run in runs),
         "latency_ms": {
-            stage: {"p50": stats["p50"], "p99": stats["p99"]}
-            for stage, stats in snapshot["latency_ms"].items()
+            stage: {
+                "p50": float(np.percentile(values, 50)) * 1000.0,
+                "p99": float(np.percentile(values, 99)) * 1000.0,
+            }
+            for stage, values in stages.items()
         },
         "overhead_ms": {
             "p50": float(np.median(overhead)),
             "p99": float(np.percentile(overhead, 99)),
         },
-        "dropped": snapshot["frames"]["dropped"],
-        "rss_before_start_mb": rss_before,
+        "dropped": sum(run["dropped"] for run in runs),
     }
 
 
@@ -265,7 +310,7 @@ def measure_sequential(
         elapsed = time.perf_counter() - started
     finally:
         source.close()
-    return {"fps": frames / elapsed}
+    return {"frames": frames, "elapsed": elapsed}
 
 
 def measure_soak(setup: Setup, frames: int, progress: Progress) -> dict[str, Any]:
@@ -377,6 +422,8 @@ def build_report(
             "threads": setup.threads,
             "source": {"type": camera.type, "width": width, "height": height},
             "frames": frames,
+            "rounds": measured["rounds"],
+            "source_buffers_mb": _source_buffers_mb(camera),
             "machine": {
                 "cpus": os.cpu_count(),
                 "machine": platform.machine(),
@@ -411,7 +458,8 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"camclassd bench: {report['model']} ({report['runtime']}), {report['threads']} "
         f"thread(s), source {source['type']} {source['width']}x{source['height']}, "
-        f"{report['frames']} frames per measurement; {report['machine']['cpus']} CPUs, "
+        f"{report['frames']} frames per measurement in {report['rounds']} alternating rounds; "
+        f"{report['machine']['cpus']} CPUs, "
         f"load average {load}",
         "",
         f"(a) raw invoke()      {raw['fps']:8.1f} fps   median {raw['median_ms']:.2f} ms, "
@@ -435,7 +483,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"start: pipeline.start() {pipe['start_s']:.2f} s, first result "
         f"{pipe['first_result_s']:.2f} s",
         f"RSS: pipeline {pipe['rss_mb']:.1f} MiB (imports alone {pipe['rss_before_start_mb']:.1f}"
-        f" MiB), bare interpreter loop "
+        f" MiB, source frames {report['source_buffers_mb'] or 0:.1f} MiB), bare interpreter loop "
         + (
             f"{raw['bare_loop_rss_mb']:.1f} MiB"
             if raw.get("bare_loop_rss_mb") is not None
@@ -543,9 +591,21 @@ def _source_size(camera: CameraConfig, engine: Engine) -> tuple[int, int]:
     return (pixels.shape[1], pixels.shape[0]) if pixels is not None else engine.input_size
 
 
+def _source_buffers_mb(camera: CameraConfig) -> float | None:
+    """Memory the synthetic source keeps for its pre-made frames (part of the pipeline RSS)."""
+    if isinstance(camera, SyntheticCamera):
+        return PATTERNS * camera.width * camera.height * 3 / MIB
+    return None
+
+
 def _target(name: str, value: float, op: str, limit: float) -> dict[str, Any]:
     met = value > limit if op == ">" else value >= limit if op == ">=" else value <= limit
     return {"name": name, "value": value, "op": op, "limit": limit, "met": bool(met)}
+
+
+def _rate(runs: list[dict[str, Any]]) -> float:
+    """Frames per second over several timed runs."""
+    return float(sum(run["frames"] for run in runs) / sum(run["elapsed"] for run in runs))
 
 
 def _rss_mb(process: psutil.Process) -> float:

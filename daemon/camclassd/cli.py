@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--soak", type=int, default=0, help="also check RSS growth over N frames (0: skip)"
     )
+    p.add_argument(
+        "--rounds", type=int, default=3, help="alternate (b), (a), (c) this many times (default 3)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--json", action="store_true", help="one JSON object for machines")
 

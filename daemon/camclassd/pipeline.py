@@ -129,8 +129,7 @@ class Pipeline:
         discarded and counted as dropped ("shutdown").
         """
         deadline = time.monotonic() + timeout
-        self._stopping.set()
-        self._paused.clear()
+        self._stopping.set()  # `paused` is kept: a reload carries it over to the next pipeline
         self._queues.close()  # wakes producers blocked on a full queue; workers drain, then end
         for thread in self._captures + self._workers:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -149,6 +148,10 @@ class Pipeline:
         self._paused.set()
 
     def resume(self) -> None:
+        # The pause was not a stall: the watchdog clock restarts now.
+        now = time.monotonic()
+        for camera in self._cameras.values():
+            camera.last_classified = max(camera.last_classified, now)
         self._paused.clear()
 
     @property

@@ -10,7 +10,7 @@ import numpy as np
 
 from camclassd.sources.pacing import Pacer
 
-PATTERNS = 4
+PATTERNS = 2  # enough to not be a constant image; each 1080p frame is 6 MiB
 
 
 def make_pattern(width: int, height: int, index: int) -> np.ndarray:
