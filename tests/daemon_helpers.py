@@ -103,7 +103,9 @@ def write_config(path: Path, text: str) -> Path:
 class DaemonProcess:
     """`camclassd run` in a subprocess; stderr goes to a file the test can read."""
 
-    def __init__(self, config: Path, *, env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
+    def __init__(
+        self, config: Path, *, env: dict[str, str] | None = None, args: list[str] | None = None
+    ) -> None:
         self.log_path = config.with_suffix(".log")
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         full_env.pop("NOTIFY_SOCKET", None)

@@ -86,7 +86,10 @@ def test_results_over_mqtt_match_the_golden_photos_and_every_message_validates(
     tmp_path: Path, broker: Mosquitto
 ) -> None:
     config, device = make_config(tmp_path, broker.port, loop=False)
-    with collector(broker.host, broker.port, [f"camclassd/{device}/#"]) as sub, daemon(config) as proc:
+    with (
+        collector(broker.host, broker.port, [f"camclassd/{device}/#"]) as sub,
+        daemon(config) as proc,
+    ):
         assert proc.wait(timeout=30) == 0, proc.log()
         sub.wait_for(lambda ms: any(m.payload == b"offline" for m in ms), timeout=5)
     results = sorted((m.json() for m in sub.on("/front/classification")), key=lambda p: p["seq"])
@@ -126,7 +129,10 @@ def test_availability_online_then_offline_on_sigterm(tmp_path: Path, broker: Mos
 
 def test_last_will_says_offline_after_sigkill(tmp_path: Path, broker: Mosquitto) -> None:
     config, device = make_config(tmp_path, broker.port)
-    with collector(broker.host, broker.port, [f"camclassd/{device}/availability"]) as sub, daemon(config) as proc:
+    with (
+        collector(broker.host, broker.port, [f"camclassd/{device}/availability"]) as sub,
+        daemon(config) as proc,
+    ):
         sub.wait_for(lambda ms: any(m.payload == b"online" for m in ms))
         proc.signal(signal.SIGKILL)
         proc.wait()
@@ -140,7 +146,10 @@ def test_broker_outage_is_survived_and_buffered_results_arrive_in_order(
     server.start()
     config, device = make_config(tmp_path, server.port, fps=20, buffer_size=5, reconnect_min=1.0)
     try:
-        with daemon(config) as proc, collector(server.host, server.port, [f"camclassd/{device}/#"]) as sub:
+        with (
+            daemon(config) as proc,
+            collector(server.host, server.port, [f"camclassd/{device}/#"]) as sub,
+        ):
             sub.wait_count("/front/classification", 5)
             server.stop()
             time.sleep(2.0)  # ~40 results at 20 fps; the buffer keeps the newest 5
@@ -261,7 +270,9 @@ def test_sd_notify_ready_status_watchdog_stall_reload_and_stop(
         notify_socket.drain_until("READY=1")
         ready_after = time.monotonic() - started
         messages = notify_socket.drain_until("WATCHDOG=1")
-        assert any(m.startswith("STATUS=") and "fps" in m for m in messages + notify_socket.collect(1.0))
+        assert any(
+            m.startswith("STATUS=") and "fps" in m for m in messages + notify_socket.collect(1.0)
+        )
         pings = [m for m in notify_socket.collect(2.0) if "WATCHDOG=1" in m]
         assert len(pings) >= 3, "the watchdog must be pinged while frames are classified"
 
@@ -297,7 +308,10 @@ def test_reload_applies_a_new_camera_and_model_and_rejects_a_broken_config(
     tmp_path: Path, broker: Mosquitto
 ) -> None:
     config, device = make_config(tmp_path, broker.port)
-    with collector(broker.host, broker.port, [f"camclassd/{device}/#"]) as sub, daemon(config) as proc:
+    with (
+        collector(broker.host, broker.port, [f"camclassd/{device}/#"]) as sub,
+        daemon(config) as proc,
+    ):
         sub.wait_count("/front/classification", 2)
         # A broken file: rejected, the daemon keeps classifying with the old config.
         good_text = config.read_text()

@@ -106,7 +106,9 @@ class Daemon:
         watchdog_every = self.notifier.watchdog_interval()
         stall_after = max(DEFAULT_STALL_AFTER_S, 2 * watchdog_every) if watchdog_every else None
         next_metrics = time.monotonic() + self.config.metrics.interval_s
-        while not self.stop_requested.wait(TICK_S if watchdog_every is None else min(TICK_S, watchdog_every)):
+        while not self.stop_requested.wait(
+            TICK_S if watchdog_every is None else min(TICK_S, watchdog_every)
+        ):
             pipeline = self.pipeline
             assert pipeline is not None
             if self.reload_requested.is_set():
@@ -134,9 +136,10 @@ class Daemon:
         self.notifier.stopping()
         assert self.config is not None
         started = time.monotonic()
-        if self.pipeline is not None:
-            if not self.pipeline.stop(self.config.pipeline.stop_timeout_s):
-                log.warning("some pipeline threads did not stop within the deadline")
+        if self.pipeline is not None and not self.pipeline.stop(
+            self.config.pipeline.stop_timeout_s
+        ):
+            log.warning("some pipeline threads did not stop within the deadline")
         self._publish_metrics()
         if self.mqtt is not None:
             self.mqtt.stop()
@@ -224,10 +227,9 @@ class Daemon:
 
     def snapshot(self, camera: str | None) -> None:
         assert self.pipeline is not None and self.config is not None
-        if camera is not None and camera not in self.pipeline_cameras(self.config):
-            raise ValueError(
-                f"unknown camera {camera!r}; cameras: {', '.join(self.pipeline_cameras(self.config))}"
-            )
+        cameras = self.pipeline_cameras(self.config)
+        if camera is not None and camera not in cameras:
+            raise ValueError(f"unknown camera {camera!r}; cameras: {', '.join(cameras)}")
         self.pipeline.request_snapshot(camera)
 
     def reload(self) -> str | None:
@@ -240,7 +242,9 @@ class Daemon:
             finally:
                 self.notifier.ready()
             if error is None:
-                log.info("reloaded %s in %.0f ms", self.config_path, (time.monotonic() - started) * 1000)
+                log.info(
+                    "reloaded %s in %.0f ms", self.config_path, (time.monotonic() - started) * 1000
+                )
             else:
                 log.error("reload rejected, the running config stays: %s", error)
             return error
