@@ -11,6 +11,7 @@ import logging
 import os
 import queue
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -570,6 +571,48 @@ def test_outage_within_the_bound_loses_nothing(
     assert seqs == list(range(5, 40))
     assert counters["dropped"] == 0
     assert counters["delivered_after_reconnect"] == 30
+
+
+def test_qos1_results_in_flight_when_the_connection_dies_are_resent_in_order(
+    broker: Mosquitto,
+    service_factory: Callable[..., MqttService],
+    subscribers: Callable[..., Subscriber],
+) -> None:
+    """The race the store cannot see: results paho accepted (the connection looked fine) but
+    the broker never acknowledged. paho keeps QoS 1 messages until PUBACK and re-sends them
+    after the reconnect; the store (newer results) is flushed only after that."""
+    # A fixed 1.5 s backoff lets the new subscriber be in place before the service returns.
+    config = make_config(broker.port, buffer_size=100, reconnect_min_s=1.5, reconnect_max_s=1.5)
+    topic = f"camclassd/{config.device.resolved_id}/front/classification"
+    service = service_factory(config)
+    first = subscribers(broker.port, [topic])
+    assert wait_until(lambda: service.connected and service.counters()["buffered"] == 0)
+    for seq in range(5):
+        service.publish(make_result("front", seq))
+    assert len(first.collect(topic_is(topic), 5)) == 5
+    before = service.counters()["delivered_after_reconnect"]
+    process = broker.process
+    assert process is not None
+    os.kill(process.pid, signal.SIGSTOP)  # the broker hangs: sends succeed, no PUBACK comes
+    try:
+        for seq in range(5, 15):
+            service.publish(make_result("front", seq))
+        time.sleep(0.2)
+        assert service.connected  # nothing noticed yet: these sit in paho's in-flight queue
+    finally:
+        process.kill()  # the connection now dies without the broker having read them
+        process.wait()
+        broker.process = None
+    assert wait_until(lambda: not service.connected)
+    for seq in range(15, 20):
+        service.publish(make_result("front", seq))  # known to be disconnected: the store
+    broker.start()
+    sub = subscribers(broker.port, [topic])
+    got = sub.collect(topic_is(topic), 15, timeout=8)
+    assert [json.loads(m.payload)["seq"] for m in got] == list(range(5, 20))
+    counters = service.counters()
+    assert counters["delivered_after_reconnect"] - before == 5
+    assert counters["dropped"] == 0
 
 
 def test_metrics_report_the_store_after_an_outage(
