@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from camclassd import service
 from camclassd.service import (
     Notifier,
     StderrFormatter,
@@ -180,6 +181,15 @@ def test_journal_handler_sends_upper_case_structured_fields() -> None:
     assert fields["PRIORITY"] == "4"
 
 
+def test_reserved_journal_names_in_extra_do_not_break_logging() -> None:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", (), None)
+    record.priority = "high"
+    record.camera = "front"
+    StructuredFields().filter(record)
+    assert record.CAMERA == "front"  # type: ignore[attr-defined]
+    assert not hasattr(record, "PRIORITY"), "would clash with JournalHandler's own PRIORITY="
+
+
 def test_stderr_format_is_compact_with_fields() -> None:
     record = logging.LogRecord(
         "camclassd.pipeline", logging.INFO, __file__, 1, "hello %s", ("x",), None
@@ -193,10 +203,17 @@ def test_stderr_format_is_compact_with_fields() -> None:
     )
 
 
-def test_setup_logging_targets(clean_root: logging.Logger, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_setup_logging_targets(
+    clean_root: logging.Logger, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.delenv("JOURNAL_STREAM", raising=False)
     assert setup_logging("debug", "auto") == "stderr"
     assert clean_root.level == logging.DEBUG
+    # No journald to talk to: stderr rather than an error for every record.
+    monkeypatch.setattr(service, "JOURNAL_SOCKET", tmp_path / "absent")
+    assert setup_logging("info", "journald") == "stderr"
+    (tmp_path / "socket").touch()
+    monkeypatch.setattr(service, "JOURNAL_SOCKET", tmp_path / "socket")
     assert setup_logging("warning", "journald") == "journald"
     ours = [h for h in clean_root.handlers if getattr(h, "_camclassd_handler", False)]
     assert len(ours) == 1, "a second call replaces the first handler"

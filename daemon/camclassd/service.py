@@ -14,6 +14,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 SYSLOG_IDENTIFIER = "camclassd"
@@ -26,6 +27,21 @@ _RECORD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__d
     "taskName",
 }
 _JOURNAL_FIELD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+# Fields JournalHandler passes as explicit keywords: an extra of the same name would clash.
+_JOURNAL_RESERVED = frozenset(
+    {
+        "MESSAGE",
+        "PRIORITY",
+        "LOGGER",
+        "THREAD_NAME",
+        "PROCESS_NAME",
+        "CODE_FILE",
+        "CODE_LINE",
+        "CODE_FUNC",
+        "SYSLOG_IDENTIFIER",
+    }
+)
+JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
 _HANDLER_MARK = "_camclassd_handler"
 # sd-daemon(3) priorities, for the `<N>` prefix journald reads on a plain stderr stream.
 _SYSLOG_PRIORITY = {
@@ -172,12 +188,15 @@ def setup_logging(level: str | int = "info", target: str = "auto") -> str:
         old.close()
 
     to_journal = target == "journald" or (target == "auto" and stderr_is_journal())
-    handler: logging.Handler | None = journal_handler() if to_journal else None
+    handler: logging.Handler | None = None
+    if to_journal and JOURNAL_SOCKET.exists():
+        # Without journald (a container, a test) every record would end in a logging error.
+        handler = journal_handler()
     chosen = "journald"
     if handler is None:
         handler = logging.StreamHandler(sys.stderr)
         # Without systemd-python but with stderr in the journal: `<N>` prefixes keep priorities.
-        handler.setFormatter(StderrFormatter(syslog_prefix=to_journal))
+        handler.setFormatter(StderrFormatter(syslog_prefix=to_journal and stderr_is_journal()))
         chosen = "stderr"
     setattr(handler, _HANDLER_MARK, True)
     handler.addFilter(StructuredFields())
@@ -230,7 +249,8 @@ class StructuredFields(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         for key, value in extra_fields(record).items():
             name = key.upper()
-            if set(name) <= _JOURNAL_FIELD_CHARS and not name[0].isdigit():
+            valid = set(name) <= _JOURNAL_FIELD_CHARS and not name[0].isdigit()
+            if valid and name not in _JOURNAL_RESERVED:
                 setattr(record, name, value)
         return True
 
