@@ -508,8 +508,11 @@ class MqttService:
         reason: ReasonCode,
         _properties: Properties | None,
     ) -> None:
-        with self._lock:
-            self._ready = False
+        # No self._lock here: paho may call this while holding its _out_message_mutex (a failed
+        # write inside CONNACK handling), and a pipeline thread holding self._lock may be
+        # waiting for that mutex in publish(). A plain bool store is atomic; publish() copes
+        # with a connection that dropped after it looked.
+        self._ready = False
         was_connected = self.connected
         self.connected = False
         if self._stopping:
