@@ -129,7 +129,9 @@ for model in "$REPO"/models/*.tflite "$REPO"/models/*labels*.txt; do
   put 0644 "$model" "$ROOT$PREFIX/models/$(basename "$model")" || true
 done
 for doc in configuration.md systemd.md; do
-  [ -f "$REPO/docs/$doc" ] && { put 0644 "$REPO/docs/$doc" "$ROOT$PREFIX/docs/$doc" || true; }
+  if [ -f "$REPO/docs/$doc" ]; then
+    put 0644 "$REPO/docs/$doc" "$ROOT$PREFIX/docs/$doc" || true
+  fi
 done
 for example in "$REPO"/config/examples/*.toml; do
   put 0644 "$example" "$SHARE/examples/$(basename "$example")" || true
@@ -185,7 +187,9 @@ put 0644 "$default" "$installed_default" || true
 unit_tmp=$(mktemp)
 sed "s|/opt/camclassd|$PREFIX|g" "$REPO/systemd/camclassd.service" >"$unit_tmp"
 unit_changed=0
-put 0644 "$unit_tmp" "$UNIT_DIR/camclassd.service" && unit_changed=1 || true
+if put 0644 "$unit_tmp" "$UNIT_DIR/camclassd.service"; then
+  unit_changed=1
+fi
 rm -f "$unit_tmp"
 
 # --- 7. start ------------------------------------------------------------------------------------
@@ -198,6 +202,8 @@ if [ "$DO_SYSTEMCTL" = 1 ]; then
   fi
   say "camclassd is $(systemctl is-active camclassd || true); logs: journalctl -u camclassd -f"
 else
-  [ "$unit_changed" = 1 ] && say "skipping systemctl: run 'systemctl daemon-reload && systemctl enable --now camclassd'"
+  if [ "$unit_changed" = 1 ]; then
+    say "skipping systemctl: run 'systemctl daemon-reload && systemctl enable --now camclassd'"
+  fi
 fi
 say "done. Edit $config (check it: $PREFIX/venv/bin/camclassd check-config $config)"

@@ -53,7 +53,9 @@ fi
 if [ -e "$UNIT" ]; then
   rm -f "$UNIT"
   say "removed $UNIT"
-  [ "$DO_SYSTEMCTL" = 1 ] && systemctl daemon-reload || true
+  if [ "$DO_SYSTEMCTL" = 1 ]; then
+    systemctl daemon-reload || true
+  fi
 fi
 # Only what install.sh creates: never a blanket rm -rf of the prefix.
 for item in venv models docs share; do
@@ -76,6 +78,8 @@ if [ "$PURGE" = 1 ]; then
     say "removed user $SERVICE_USER"
   fi
 else
-  [ -d "$ROOT/etc/camclassd" ] && say "kept $ROOT/etc/camclassd (remove it with --purge)"
+  if [ -d "$ROOT/etc/camclassd" ]; then
+    say "kept $ROOT/etc/camclassd (remove it with --purge)"
+  fi
 fi
 say "done"
