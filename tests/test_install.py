@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -159,3 +160,15 @@ def test_real_pip_install_of_this_checkout(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert str(venv) in result.stdout, "the installed copy, not the checkout"
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+def test_scripts_pass_shellcheck() -> None:
+    result = subprocess.run(
+        ["shellcheck", str(INSTALL), str(UNINSTALL)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout
