@@ -292,7 +292,7 @@ def test_snapshot_interval_asks_the_pipeline_and_rate_limits(
     subscribers: Callable[..., Subscriber],
 ) -> None:
     service, target, cmd = connected_service(
-        broker, service_factory, subscribers, snapshot_interval_s=0.5
+        broker, service_factory, subscribers, snapshot_interval_s=5.0
     )
     image = __import__("numpy").zeros((120, 160, 3), "uint8")
     service.publish(make_result("back", 0))
@@ -406,14 +406,13 @@ def test_reload_does_not_block_the_network_thread(
     service_factory: Callable[..., MqttService],
     subscribers: Callable[..., Subscriber],
 ) -> None:
-    _, target, cmd = connected_service(broker, service_factory, subscribers)
-    target.reload_delay = 1.0
+    service, target, cmd = connected_service(broker, service_factory, subscribers)
+    target.reload_delay = 1.5
     cmd.send("reload", '{"id": "slow"}')
     assert target.reload_started.wait(2)
-    started = time.monotonic()
     cmd.send("status")
     assert cmd.reply("status")["ok"]
-    assert time.monotonic() - started < 0.5  # answered while the reload still runs
+    assert service.commands._reload_lock.locked()  # answered while the reload still runs
     assert cmd.reply("reload")["id"] == "slow"
 
 
