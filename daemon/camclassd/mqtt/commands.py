@@ -174,9 +174,10 @@ class CommandHandler:
             elif command.name == "resume":
                 self._target.resume()
             elif command.name == "snapshot":
-                self._target.snapshot(command.camera)
+                # Mark it wanted first: the pipeline may deliver the frame before we return.
                 if self._on_snapshot is not None:
                     self._on_snapshot(command.camera)
+                self._target.snapshot(command.camera)
                 return reply_payload(
                     "snapshot", ok=True, request_id=rid, result={"camera": command.camera}
                 )
