@@ -332,10 +332,9 @@ class MqttService:
 
     def _snapshot_requested(self, camera: str | None) -> None:
         with self._lock:
-            if camera is None:
-                self._snapshot_wanted.update(enabled_cameras(self._config))
-            else:
-                self._snapshot_wanted.add(camera)
+            known = enabled_cameras(self._config)
+            # Unknown names are refused by the target; never let them pile up here.
+            self._snapshot_wanted.update(known if camera is None else {camera} & set(known))
 
     def _snapshot(self, result: Classification) -> None:
         """Publish the frame when a command asked for it or the interval is due.
