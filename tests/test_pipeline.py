@@ -196,6 +196,49 @@ def test_sink_that_raises_is_counted_and_survived(running: list[Pipeline]) -> No
 # ---- failures and reconnects -----------------------------------------------------------------
 
 
+class BadFrames:
+    """A real source whose every third frame is empty (a truncated buffer, say)."""
+
+    live = False
+
+    def __init__(self) -> None:
+        self.name = "bad"
+        self.inner = SyntheticSource("bad", 320, 240)
+        self.reads = 0
+
+    def open(self) -> None:
+        self.inner.open()
+
+    def read(self) -> np.ndarray | None:
+        self.reads += 1
+        if self.reads > 30:
+            return None
+        if self.reads % 3 == 0:
+            return np.zeros((0, 320, 3), dtype=np.uint8)
+        return self.inner.read()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_bad_frames_are_counted_and_survived() -> None:
+    metrics = Metrics()
+    sink = Collect()
+    pipeline = Pipeline(
+        make_config({"bad": {"type": "synthetic"}}),
+        engine_factory(), [sink], metrics, SAMPLES,
+        source_factory=factory_with({"bad": BadFrames()}),
+    )  # fmt: skip
+    pipeline.start()
+    assert pipeline.finished.wait(10)
+    assert pipeline.stop(5.0)
+    counters = metrics.counters()
+    assert counters["classified"] == 20 == sink.count()
+    assert counters["errors"] == 10
+    assert metrics.snapshot()["dropped"] == {"bad_frame": 10}
+    assert counters["captured"] == counters["classified"] + counters["dropped"]
+
+
 class FailingSource:
     """A real source: synthetic frames, but read number `fail_at` of each open raises
     (or, with `hang_s`, takes that long first, as a source's own read timeout would)."""
