@@ -23,6 +23,7 @@ from camclassd.configfile import (
     load_config,
     parse_config,
     render_default_config,
+    render_toml_key,
     render_toml_value,
     resolve_path,
 )
@@ -504,12 +505,16 @@ def _table(path: tuple[str, ...], needs: str, body: str) -> str:
     return f"[{'.'.join(path)}]\n{kept}{body}"
 
 
-def _assert_names_key(code: int, out: str, key: str) -> None:
+def _assert_names_key(code: int, out: str, key: str, text: str) -> None:
     assert code == EXIT_CONFIG, out
     assert "Traceback" not in out
     assert out.startswith("camclassd check-config: error: ")
     assert f"  - {key}" in out, f"{key!r} not named in:\n{out}"
-    assert re.search(rf"  - {re.escape(key)}[ =].*\(line \d+\)", out), out
+    match = re.search(rf"  - {re.escape(key)}[ =].*\(line (\d+)\)", out)
+    assert match, out
+    # The line is the one where the key is written.
+    line = text.splitlines()[int(match.group(1)) - 1]
+    assert line.startswith(key.rsplit(".", 1)[-1] + " = "), (line, out)
 
 
 @HYPOTHESIS
@@ -520,7 +525,7 @@ def test_wrong_types_name_the_key(
     path, needs, name, value = case
     text = _table(path, needs, f"{name} = {render_toml_value(value)}\n")
     code, out = check(tmp_path, capsys, text)
-    _assert_names_key(code, out, ".".join((*path, name)))
+    _assert_names_key(code, out, ".".join((*path, name)), text)
 
 
 @HYPOTHESIS
@@ -531,7 +536,7 @@ def test_out_of_range_values_name_the_key(
     path, needs, name, value = case
     text = _table(path, needs, f"{name} = {render_toml_value(value)}\n")
     code, out = check(tmp_path, capsys, text)
-    _assert_names_key(code, out, ".".join((*path, name)))
+    _assert_names_key(code, out, ".".join((*path, name)), text)
 
 
 @HYPOTHESIS
@@ -550,7 +555,7 @@ def test_unknown_keys_and_typos_name_the_key(
         return
     text = _table(path, needs, f"{key} = 1\n")
     code, out = check(tmp_path, capsys, text)
-    _assert_names_key(code, out, ".".join((*path, key)))
+    _assert_names_key(code, out, ".".join((*path, key)), text)
     assert "unknown key" in out
     if real and len(real) >= 5:
         assert "did you mean '" in out, out
@@ -574,6 +579,43 @@ def test_broken_toml_never_tracebacks(
         assert re.search(r"not valid TOML: line \d+, column \d+", out), out
     else:
         assert code in (0, EXIT_CONFIG), out
+
+
+def _names() -> list[str]:
+    names = {"cameras", "cam", "type", "picamera2", "opencv", "images", "synthetic"}
+    for _, model, _ in SECTIONS:
+        names.update(model.model_fields)
+    names.update(Config.model_fields)
+    return sorted(names)
+
+
+KEYS = st.one_of(st.sampled_from(_names()), st.text(min_size=1, max_size=8))
+DOCUMENTS = st.dictionaries(
+    KEYS,
+    st.recursive(
+        ANY_SCALAR,
+        lambda children: st.one_of(
+            st.lists(children, max_size=3), st.dictionaries(KEYS, children, max_size=4)
+        ),
+        max_leaves=12,
+    ),
+    max_size=5,
+)
+
+
+@HYPOTHESIS
+@given(document=DOCUMENTS)
+def test_any_document_gives_ok_or_78_never_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], document: dict[str, Any]
+) -> None:
+    text = "".join(f"{render_toml_key(k)} = {render_toml_value(v)}\n" for k, v in document.items())
+    code, out = check(tmp_path, capsys, text)
+    assert "Traceback" not in out
+    assert code in (0, EXIT_CONFIG), out
+    if code == EXIT_CONFIG:
+        body = out.rstrip("\n").split("\n")[1:]
+        assert body, out
+        assert all(line.startswith("  - ") for line in body), out
 
 
 # ---- through the real CLI --------------------------------------------------------------------

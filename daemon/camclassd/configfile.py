@@ -458,8 +458,12 @@ def render_toml_value(value: Any) -> str:
             return "inf" if value > 0 else "-inf"
         return repr(value)
     if isinstance(value, str | Path):
-        # JSON escapes are valid TOML escapes; DEL is the one character TOML also forbids raw.
-        return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
+        # JSON escapes are valid TOML escapes; anything unprintable is escaped too, so that an
+        # error message never carries a raw DEL, NEL or line separator.
+        return "".join(
+            c if c.isprintable() else f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"
+            for c in json.dumps(str(value), ensure_ascii=False)
+        )
     if isinstance(value, list | tuple):
         return "[" + ", ".join(render_toml_value(item) for item in value) + "]"
     if isinstance(value, Mapping):
