@@ -23,6 +23,7 @@ import textwrap
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -488,11 +489,9 @@ exits with status 78 on an invalid file. Relative paths are relative to this fil
 Lines starting with "# key =" are settings without a default value, or examples: remove the
 "# " to use them. Never put the MQTT password here: see mqtt.password_file."""
 
-_EXAMPLE_CAMERA_NAMES: dict[type[CameraBase], str] = {
-    OpenCVCamera: "usb",
-    ImagesCamera: "photos",
-    SyntheticCamera: "test",
-}
+_EXAMPLE_CAMERA_NAMES: Mapping[type[CameraBase], str] = MappingProxyType(
+    {OpenCVCamera: "usb", ImagesCamera: "photos", SyntheticCamera: "test"}
+)
 
 
 def render_default_config() -> str:

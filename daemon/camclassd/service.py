@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 SYSLOG_IDENTIFIER = "camclassd"
@@ -44,13 +45,9 @@ _JOURNAL_RESERVED = frozenset(
 JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
 _HANDLER_MARK = "_camclassd_handler"
 # sd-daemon(3) priorities, for the `<N>` prefix journald reads on a plain stderr stream.
-_SYSLOG_PRIORITY = {
-    logging.DEBUG: 7,
-    logging.INFO: 6,
-    logging.WARNING: 4,
-    logging.ERROR: 3,
-    logging.CRITICAL: 2,
-}
+_SYSLOG_PRIORITY = MappingProxyType(
+    {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+)
 
 Sender = Callable[[str], bool]
 
