@@ -281,6 +281,14 @@ class PipelineConfig(Section):
         le=60,
         description="How long shutdown may take to drain frames in flight.",
     )
+    stall_timeout_s: float = Field(
+        default=15.0,
+        gt=0,
+        le=3600,
+        description="No frame classified for this long counts as a stall (a dead camera or "
+        "a hung inference): the systemd watchdog pings stop, so systemd restarts the service. "
+        "Keep it above the slowest camera's frame interval.",
+    )
 
     @model_validator(mode="after")
     def _check_thresholds(self) -> PipelineConfig:

@@ -26,15 +26,12 @@ from camclassd.errors import EXIT_OK, ConfigError
 from camclassd.metrics import Metrics, process_stats
 from camclassd.mqtt.client import MqttService, read_password
 from camclassd.pipeline import Pipeline
-from camclassd.service import Notifier, setup_logging
+from camclassd.service import Notifier, setup_logging, watchdog_due
 from camclassd.sinks import JsonLinesSink, Sink
 
 log = logging.getLogger("camclassd")
 
 TICK_S = 0.5
-# Progress older than this means a stalled camera or a hung inference: the watchdog pings stop
-# and systemd restarts the service. Without a systemd watchdog, this only shows in STATUS.
-DEFAULT_STALL_AFTER_S = 15.0
 
 
 def main(args: argparse.Namespace) -> int:
@@ -104,20 +101,19 @@ class Daemon:
     def _tick_until_stopped(self, max_frames: int | None) -> None:
         assert self.config is not None and self.metrics is not None
         watchdog_every = self.notifier.watchdog_interval()
-        stall_after = max(DEFAULT_STALL_AFTER_S, 2 * watchdog_every) if watchdog_every else None
+        tick = TICK_S if watchdog_every is None else min(TICK_S, watchdog_every)
         next_metrics = time.monotonic() + self.config.metrics.interval_s
-        while not self.stop_requested.wait(
-            TICK_S if watchdog_every is None else min(TICK_S, watchdog_every)
-        ):
-            pipeline = self.pipeline
-            assert pipeline is not None
+        while not self.stop_requested.wait(tick):
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
                 self.reload()
                 continue
+            pipeline = self.pipeline
+            assert pipeline is not None
             now = time.monotonic()
-            healthy = pipeline.paused or now - pipeline.last_classified < (
-                stall_after or DEFAULT_STALL_AFTER_S
+            # A paused daemon is healthy: the pause was asked for.
+            healthy = pipeline.paused or watchdog_due(
+                pipeline.last_classified, now, self.config.pipeline.stall_timeout_s
             )
             if healthy:
                 self.notifier.watchdog()
