@@ -23,7 +23,7 @@ from camclassd.config import Config
 from camclassd.configfile import load_config
 from camclassd.engine import Engine
 from camclassd.errors import EXIT_OK, ConfigError
-from camclassd.metrics import Metrics, process_stats
+from camclassd.metrics import Metrics
 from camclassd.mqtt.client import MqttService, read_password
 from camclassd.pipeline import Pipeline
 from camclassd.service import Notifier, setup_logging, watchdog_due
@@ -178,7 +178,7 @@ class Daemon:
         if self.mqtt is None or self.metrics is None:
             return
         snapshot = self.metrics.snapshot()
-        snapshot["process"] = process_stats()
+        snapshot["process"] = self.metrics.process_stats()
         self.mqtt.publish_metrics(snapshot)
 
     def _status_line(self, healthy: bool) -> str:
