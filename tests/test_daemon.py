@@ -358,3 +358,52 @@ def test_bad_config_exits_78_and_missing_model_exits_69(tmp_path: Path) -> None:
 
 def _messages_text(messages: list[Message]) -> str:
     return "\n".join(f"{m.topic} {m.payload[:80]!r}" for m in messages)
+
+
+def test_commands_against_the_running_daemon(tmp_path: Path, broker: Mosquitto) -> None:
+    """Every command through the broker to the real daemon; bad ones change nothing."""
+    config, device = make_config(tmp_path, broker.port)
+    base = f"camclassd/{device}"
+    reply_schema = schema("command-reply")
+    with collector(broker.host, broker.port, [f"{base}/#"]) as sub, daemon(config) as proc:
+        sub.wait_count("/front/classification", 2)
+
+        def command(name: str, body: bytes = b"{}") -> dict[str, object]:
+            before = len(sub.on(f"/cmd/{name}/reply"))
+            sub.client.publish(f"{base}/cmd/{name}", body, qos=1)
+            reply = sub.wait_count(f"/cmd/{name}/reply", before + 1)[-1].json()
+            jsonschema.validate(reply, reply_schema)
+            return dict(reply)
+
+        paused = command("pause", b'{"id": 7}')
+        assert paused["ok"] is True and paused["id"] == 7
+        time.sleep(0.5)  # a frame already in flight may still land
+        count = len(sub.on("/front/classification"))
+        time.sleep(1.0)
+        assert len(sub.on("/front/classification")) == count, "classified while paused"
+        assert command("status")["result"]["state"] == "paused"  # type: ignore[index]
+
+        # Malformed, unknown, wrong-typed and oversize commands: error replies, still paused.
+        for name, body in [
+            ("resume", b"{not json"),
+            ("resume", b"[1, 2]"),
+            ("resume", b'{"bogus": 1}'),
+            ("snapshot", b'{"camera": 5}'),
+            ("snapshot", b'{"camera": "nope"}'),
+            ("resume", b'{"id": "' + b"x" * 5000 + b'"}'),
+            ("explode", b"{}"),
+        ]:
+            reply = command(name, body)
+            assert reply["ok"] is False and reply["error"], (name, body, reply)
+        assert command("status")["result"]["state"] == "paused"  # type: ignore[index]
+        assert proc.alive()
+
+        assert command("resume")["ok"] is True
+        sub.wait_count("/front/classification", count + 2)
+        assert command("snapshot", b'{"camera": "front"}')["ok"] is True
+        (jpeg,) = sub.wait_count("/front/snapshot", 1)[:1]
+        assert jpeg.payload[:3] == b"\xff\xd8\xff"  # a JPEG
+        reloaded = command("reload")
+        assert reloaded["ok"] is True, reloaded
+        sub.wait_count("/front/classification", len(sub.on("/front/classification")) + 2)
+        assert proc.alive()
