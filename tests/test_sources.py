@@ -101,10 +101,12 @@ def test_images_fps_pacing() -> None:
 def test_synthetic_cycles_premade_frames() -> None:
     source = SyntheticSource("syn", 320, 200)
     source.open()
-    frames = [source.read() for _ in range(8)]
-    assert all(f is not None and f.shape == (200, 320, 3) and f.dtype == np.uint8 for f in frames)
+    frames = [frame for _ in range(8) if (frame := source.read()) is not None]
+    assert len(frames) == 8
+    assert all(f.shape == (200, 320, 3) and f.dtype == np.uint8 for f in frames)
     assert frames[0] is frames[2]  # cycled, not regenerated
     assert not np.array_equal(frames[0], frames[1])
+    assert not frames[0].flags.writeable  # shared between reads: read-only
     assert source.live
 
 
