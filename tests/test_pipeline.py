@@ -196,6 +196,43 @@ def test_sink_that_raises_is_counted_and_survived(running: list[Pipeline]) -> No
 # ---- failures and reconnects -----------------------------------------------------------------
 
 
+class EngineFailingOnce:
+    """The real engine, except that its second infer() raises (a delegate hiccup, say)."""
+
+    def __init__(self) -> None:
+        self.engine = Engine(UINT8_MODEL, LABELS, num_threads=1)
+        self.name = self.engine.name
+        self.input_size = self.engine.input_size
+        self.labels = self.engine.labels
+        self.calls = 0
+
+    def to_input(self, pixels: np.ndarray) -> np.ndarray:
+        return self.engine.to_input(pixels)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("invoke failed")
+        return self.engine.infer(batch)
+
+
+def test_inference_error_is_counted_and_survived() -> None:
+    metrics = Metrics()
+    sink = Collect()
+    pipeline = Pipeline(
+        make_config({"photos": golden_images()}), EngineFailingOnce, [sink], metrics, SAMPLES
+    )
+    pipeline.start()
+    assert pipeline.finished.wait(10)
+    assert pipeline.stop(5.0)
+    photos = len(list(SAMPLES.glob("*.jpg")))
+    assert [r.seq for r in sink.results] == [s for s in range(1, photos + 1) if s != 2]
+    assert metrics.snapshot()["dropped"] == {"inference_error": 1}
+    counters = metrics.counters()
+    assert counters["errors"] == 1
+    assert counters["captured"] == counters["classified"] + counters["dropped"]
+
+
 class BadFrames:
     """A real source whose every third frame is empty (a truncated buffer, say)."""
 

@@ -72,7 +72,7 @@ class Pipeline:
     ) -> None:
         self.config = config
         self.metrics = metrics
-        self.last_results: dict[str, Classification] = {}
+        self._last_results: dict[str, Classification] = {}
         self.finished = threading.Event()
         self._engine_factory = engine_factory
         self._sinks = tuple(sinks)  # owned by the caller: never closed here
@@ -166,6 +166,11 @@ class Pipeline:
             if camera is None or state.name == camera:
                 state.snapshot_wanted = True
 
+    @property
+    def last_results(self) -> dict[str, Classification]:
+        """The newest result per camera (a copy: safe to iterate while workers run)."""
+        return dict(self._last_results)
+
     def queue_depths(self) -> dict[str, int]:
         """Frames waiting for inference, per camera."""
         return self._queues.depth()
@@ -187,32 +192,38 @@ class Pipeline:
     # ==== 1. capture: one thread per camera =====================================================
 
     def _capture(self, camera: _Camera) -> None:
-        source = camera.source
         try:
-            if not camera.opened and not self._reopen(camera):
-                return
-            while not self._stopping.is_set():
-                if self.paused and not source.live:
-                    self._stopping.wait(0.05)  # a file waits where it is
-                    continue
-                try:
-                    pixels = source.read()
-                except Exception as error:  # SourceError, or a cv2.error from a broken device
-                    log.warning("camera %s: read failed: %s", camera.name, error)
-                    self.metrics.error(camera.name)
-                    if not self._reopen(camera):
-                        return
-                    continue
-                if pixels is None:
-                    log.info("camera %s: end of stream", camera.name)
-                    camera.ended = True
-                    return
-                if self.paused:
-                    continue  # a live camera keeps flowing so it is fresh on resume
-                self._enqueue(camera, pixels)
+            self._capture_loop(camera)
+        except Exception:  # a bug, not a camera failure: the watchdog sees this camera stall
+            log.exception("camera %s: capture thread failed", camera.name)
+            self.metrics.error(camera.name)
         finally:
-            _close_quietly(source)
+            _close_quietly(camera.source)
             self._capture_ended()
+
+    def _capture_loop(self, camera: _Camera) -> None:
+        source = camera.source
+        if not camera.opened and not self._reopen(camera):
+            return
+        while not self._stopping.is_set():
+            if self.paused and not source.live:
+                self._stopping.wait(0.05)  # a file waits where it is
+                continue
+            try:
+                pixels = source.read()
+            except Exception as error:  # SourceError, or a cv2.error from a broken device
+                log.warning("camera %s: read failed: %s", camera.name, error)
+                self.metrics.error(camera.name)
+                if not self._reopen(camera):
+                    return
+                continue
+            if pixels is None:
+                log.info("camera %s: end of stream", camera.name)
+                camera.ended = True
+                return
+            if self.paused:
+                continue  # a live camera keeps flowing so it is fresh on resume
+            self._enqueue(camera, pixels)
 
     def _enqueue(self, camera: _Camera, pixels: np.ndarray) -> None:
         t_captured = time.monotonic()
@@ -272,6 +283,8 @@ class Pipeline:
                         else np.stack([frame.tensor for frame in batch])
                     )
                     probabilities = engine.infer(tensors)
+                    if len(probabilities) != len(batch):
+                        raise ValueError(f"{len(probabilities)} results for {len(batch)} frames")
                 except Exception:
                     log.exception("inference failed on a batch of %d", len(batch))
                     for frame in batch:
@@ -281,7 +294,14 @@ class Pipeline:
                 inferred = time.monotonic()
                 for frame, row in zip(batch, probabilities, strict=True):
                     frame.t_inferred = inferred
-                    self._deliver(frame, row, engine)
+                    try:
+                        self._deliver(frame, row, engine)
+                    except Exception:  # a bug in one result must not end the worker
+                        log.exception(
+                            "camera %s: frame %d: results failed", frame.camera, frame.seq
+                        )
+                        self.metrics.error(frame.camera)
+                        self.metrics.dropped(frame.camera, "results_error")
         finally:
             with self._lock:
                 self._workers_running -= 1
@@ -313,7 +333,7 @@ class Pipeline:
             if frame.image is not None:
                 camera.snapshot_wanted = False
             publish = camera.policy.should_publish(frame.t_published, changed)
-            self.last_results[camera.name] = result
+            self._last_results[camera.name] = result
             camera.last_classified = frame.t_published
             self.metrics.classified(frame)
             if publish or frame.image is not None:
