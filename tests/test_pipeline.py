@@ -181,7 +181,9 @@ def test_slow_sink_keeps_queue_bounded_and_counts_drops(running: list[Pipeline])
     assert seqs == sorted(seqs) and seqs[-1] - seqs[0] > len(seqs)
 
 
-def test_sink_that_raises_is_counted_and_survived(running: list[Pipeline]) -> None:
+def test_sink_that_raises_is_counted_and_survived(
+    running: list[Pipeline], caplog: pytest.LogCaptureFixture
+) -> None:
     good, broken = Collect(), Collect(fail=True)
     pipeline, metrics = start(
         running, make_config({"photos": golden_images(loop=True)}), [broken, good]
@@ -191,6 +193,7 @@ def test_sink_that_raises_is_counted_and_survived(running: list[Pipeline]) -> No
     counters = metrics.counters()
     assert counters["errors"] >= 6
     assert counters["published"] == good.count()
+    assert caplog.text.count("sink Collect failed") == 1  # one traceback, not one per frame
 
 
 # ---- failures and reconnects -----------------------------------------------------------------

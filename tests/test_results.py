@@ -213,3 +213,20 @@ def test_json_lines_sink_one_object_per_line() -> None:
     assert record["camera"] == "front" and record["seq"] == 1842
     assert record["stable_label"] == "tabby"
     assert not stream.closed  # the caller owns the stream
+
+
+class ReaderGone(io.StringIO):
+    """A stream whose reader has gone away, like stdout piped into `head`."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError
+
+
+def test_json_lines_sink_stops_quietly_when_the_reader_goes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sink = JsonLinesSink(ReaderGone())
+    for _ in range(3):
+        sink.publish(make_result())  # no exception reaches the pipeline
+    sink.close()
+    assert caplog.text.count("no longer printed") == 1

@@ -41,6 +41,7 @@ from camclassd.sources import Backoff, Source, open_source, reopen
 log = logging.getLogger(__name__)
 
 SourceFactory = Callable[[str, CameraConfig, Path], Source]
+SINK_LOG_INTERVAL_S = 60.0
 
 
 class InferenceEngine(Protocol):
@@ -90,6 +91,7 @@ class Pipeline:
         self._captures_running = 0
         self._workers_running = 0
         self._started_at = 0.0
+        self._sink_logged: dict[int, float] = {}
 
     # ==== lifecycle =============================================================================
 
@@ -341,17 +343,30 @@ class Pipeline:
 
     def _publish(self, result: Classification) -> None:
         delivered = False
-        for sink in self._sinks:
+        for index, sink in enumerate(self._sinks):
             try:
                 sink.publish(result)
                 delivered = True
             except Exception:  # one broken sink must not stop the others or the pipeline
-                log.exception(
-                    "sink %s failed on %s #%d", type(sink).__name__, result.camera, result.seq
-                )
                 self.metrics.error(result.camera)
+                self._log_sink_failure(index, sink, result)
         if delivered:
             self.metrics.published(result.camera)
+
+    def _log_sink_failure(self, index: int, sink: Sink, result: Classification) -> None:
+        # A sink that fails on every frame would flood the journal: one traceback, then a
+        # line at most every SINK_LOG_INTERVAL_S (the errors counter has the exact count).
+        now = time.monotonic()
+        with self._lock:
+            last = self._sink_logged.get(index)
+            if last is not None and now - last < SINK_LOG_INTERVAL_S:
+                return
+            self._sink_logged[index] = now
+        name = type(sink).__name__
+        if last is None:
+            log.exception("sink %s failed on %s #%d", name, result.camera, result.seq)
+        else:
+            log.warning("sink %s is still failing (see the errors counter)", name)
 
     # ==== helpers ==============================================================================
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
 from typing import Protocol, TextIO
 
 from camclassd.results import Classification, classification_payload
+
+log = logging.getLogger(__name__)
 
 
 class Sink(Protocol):
@@ -26,14 +29,26 @@ class JsonLinesSink:
         self._stream = stream if stream is not None else sys.stdout
         self._device = device
         self._lock = threading.Lock()  # several inference workers may publish at once
+        self._gone = False
 
     def publish(self, result: Classification) -> None:
         line = json.dumps(classification_payload(result, self._device), separators=(",", ":"))
         with self._lock:
-            self._stream.write(line + "\n")
-            self._stream.flush()
+            if self._gone:
+                return
+            try:
+                self._stream.write(line + "\n")
+                self._stream.flush()
+            except BrokenPipeError:
+                # The reader went away (`camclassd run | head`): stop writing, say so once.
+                self._gone = True
+                log.warning("stdout reader went away; results are no longer printed")
 
     def close(self) -> None:
         """The stream belongs to the caller; only flush it."""
         with self._lock:
-            self._stream.flush()
+            if not self._gone:
+                try:
+                    self._stream.flush()
+                except BrokenPipeError:
+                    self._gone = True

@@ -84,6 +84,9 @@ class OpenCVSource:
                 capture.set(cv2.CAP_PROP_FPS, self._fps)
             # Keep at most one stale frame in the driver: we want the newest.
             capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+            # Where the backend supports it, a USB camera that stops sending cannot block a
+            # read for longer than the timeout either (ignored otherwise).
+            capture.set(cv2.CAP_PROP_READ_TIMEOUT_MSEC, self._timeout_ms)
             return capture
         if self.kind == "stream":
             # FFmpeg reads its options from the environment at open time only.
