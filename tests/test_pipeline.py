@@ -132,15 +132,33 @@ def test_golden_photos_through_the_whole_pipeline(model: str) -> None:
     assert not our_threads()
 
 
+class RecordingEngine(Engine):
+    """The real engine, remembering the batch size of every infer() call."""
+
+    def __init__(self) -> None:
+        super().__init__(UINT8_MODEL, LABELS, num_threads=1)
+        self.batches: list[int] = []
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        self.batches.append(len(batch))
+        return super().infer(batch)
+
+
 def test_batching_gives_the_same_results_as_single_frames() -> None:
     cameras = {name: golden_images() for name in ("a", "b", "c")}
     outcomes = []
     for batch_size in (1, 4):
         sink = Collect()
         metrics = Metrics(window=100)
+        engines: list[RecordingEngine] = []
+
+        def make_engine(engines: list[RecordingEngine] = engines) -> RecordingEngine:
+            engines.append(RecordingEngine())
+            return engines[-1]
+
         pipeline = Pipeline(
-            make_config(cameras, batch_size=batch_size, max_batch_wait_ms=20, queue_size=4),
-            engine_factory(), [sink], metrics, SAMPLES,
+            make_config(cameras, batch_size=batch_size, max_batch_wait_ms=50, queue_size=4),
+            make_engine, [sink], metrics, SAMPLES,
         )  # fmt: skip
         pipeline.start()
         assert pipeline.finished.wait(20)
@@ -148,6 +166,10 @@ def test_batching_gives_the_same_results_as_single_frames() -> None:
         outcomes.append({(r.camera, r.seq): r.top for r in sink.results})
         counters = metrics.counters()
         assert counters["captured"] == counters["classified"] == 3 * len(GOLDEN)
+        sizes = engines[0].batches
+        assert sum(sizes) == 3 * len(GOLDEN) and max(sizes) <= batch_size
+        if batch_size > 1:
+            assert max(sizes) > 1  # the frames of several cameras did share an invoke
     single, batched = outcomes
     assert single.keys() == batched.keys()
     for key, top in single.items():
