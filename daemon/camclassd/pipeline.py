@@ -382,7 +382,7 @@ class Pipeline:
                 crop=camera.crop,
                 roi=camera.roi,
                 interpolation=camera.interpolation,
-                to_input=engine.to_input,
+                to_input=engine.to_input,  # pure (dtype conversion): safe from any thread
             ),
             drop_oldest=source.live if policy == "auto" else policy == "drop_oldest",
             tracker=LabelTracker(
