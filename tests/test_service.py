@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +30,7 @@ from tests.conftest import REPO
 SNIPPET = """
 import sys
 from camclassd.service import Notifier
-notifier = Notifier(use_library=sys.argv[1] == "library")
+notifier = Notifier()
 print(notifier.enabled, notifier.watchdog_interval(), flush=True)
 notifier.ready("loading done")
 notifier.status("9.8 fps | front: tabby 0.71 | mqtt connected\\nsecond line")
@@ -49,11 +50,11 @@ def notify_socket(tmp_path: Path) -> Iterator[socket.socket]:
     sock.close()
 
 
-def run_snippet(env_extra: dict[str, str], mode: str) -> subprocess.CompletedProcess[str]:
+def run_snippet(env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "WATCHDOG_"))}
     env.update(env_extra)
     return subprocess.run(
-        [sys.executable, "-c", SNIPPET, mode],
+        [sys.executable, "-c", SNIPPET],
         env=env,
         cwd=REPO,
         capture_output=True,
@@ -67,10 +68,9 @@ def receive(sock: socket.socket, count: int) -> list[str]:
     return [sock.recv(4096).decode() for _ in range(count)]
 
 
-@pytest.mark.parametrize("mode", ["library", "socket"])
-def test_notifications_reach_a_real_socket(notify_socket: socket.socket, mode: str) -> None:
+def test_notifications_reach_a_real_socket(notify_socket: socket.socket) -> None:
     address = notify_socket.getsockname()
-    result = run_snippet({"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "30000000"}, mode)
+    result = run_snippet({"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "30000000"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "15.0"]
     messages = receive(notify_socket, 6)
@@ -92,13 +92,13 @@ def test_abstract_socket(tmp_path: Path) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind("\0" + name)
         sock.settimeout(10)
-        notifier = Notifier({"NOTIFY_SOCKET": "@" + name}, use_library=False)
+        notifier = Notifier({"NOTIFY_SOCKET": "@" + name})
         assert notifier.ready()
         assert sock.recv(4096) == b"READY=1"
 
 
 def test_no_op_without_notify_socket(notify_socket: socket.socket) -> None:
-    result = run_snippet({}, "library")
+    result = run_snippet({})
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "None"]
     notify_socket.settimeout(0.2)
@@ -112,7 +112,7 @@ def test_no_op_without_notify_socket(notify_socket: socket.socket) -> None:
 
 
 def test_send_failure_is_not_fatal(tmp_path: Path) -> None:
-    notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone.sock")}, use_library=False)
+    notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone.sock")})
     assert notifier.enabled
     assert notifier.watchdog() is False
 
@@ -232,3 +232,31 @@ def test_stderr_is_journal_matches_dev_and_inode(tmp_path: Path) -> None:
         assert not stderr_is_journal({"JOURNAL_STREAM": f"{stat.st_dev}:1"}, stream.fileno())
         assert not stderr_is_journal({}, stream.fileno())
         assert not stderr_is_journal({"JOURNAL_STREAM": "junk"}, stream.fileno())
+
+
+def test_a_full_notify_queue_never_freezes_the_process(notify_socket: socket.socket) -> None:
+    """Nobody reads the socket (a busy PID 1): sends give up, other threads keep running.
+
+    systemd.daemon.notify blocks holding the GIL here, which froze the whole daemon.
+    """
+    notifier = Notifier({"NOTIFY_SOCKET": notify_socket.getsockname()})
+    ticks = 0
+    stop = threading.Event()
+
+    def count() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            time.sleep(0.005)
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    started = time.monotonic()
+    results = [notifier.status(f"{i}") for i in range(40)]  # far more than the queue holds
+    elapsed = time.monotonic() - started
+    stop.set()
+    counter.join()
+    assert results.count(True) >= 1 and results.count(False) >= 1
+    dropped = results.count(False)
+    assert elapsed < dropped * service.NOTIFY_TIMEOUT_S + 2.0
+    assert ticks > elapsed / 0.005 / 4, "other threads were starved while notify waited"

@@ -1,8 +1,11 @@
 """systemd integration: sd_notify (READY, STATUS, WATCHDOG, RELOADING, STOPPING) and logging.
 
-Outside systemd (no `NOTIFY_SOCKET`) every notification is a no-op. `systemd-python` sends
-them when it is installed; without it a few lines of socket code send the same datagram, because
-a `Type=notify` unit whose READY=1 never arrives would be killed at its start timeout.
+Outside systemd (no `NOTIFY_SOCKET`) every notification is a no-op. Notifications go out
+through a few lines of socket code rather than `systemd.daemon.notify`: measured here, the
+library's notify blocks while holding the GIL when the notify socket's queue is full (a busy
+PID 1), which froze every thread of the daemon, the MQTT client included. Our send gives up
+after `NOTIFY_TIMEOUT_S` and releases the GIL while it waits. systemd-python is still used for
+structured journald logging.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ _SYSLOG_PRIORITY = MappingProxyType(
 )
 
 Sender = Callable[[str], bool]
+# How long one notification may wait for room in systemd's queue before it is dropped.
+NOTIFY_TIMEOUT_S = 0.5
 
 
 # ---- sd_notify ------------------------------------------------------------------------------
@@ -58,21 +63,17 @@ Sender = Callable[[str], bool]
 class Notifier:
     """Tells systemd how the service is doing; a no-op when not started by systemd.
 
-    `environ` defaults to `os.environ`, read at construction; `use_library=False` forces the
-    plain-socket sender (tests).
+    `environ` defaults to `os.environ`, read at construction.
     """
 
-    def __init__(
-        self, environ: Mapping[str, str] | None = None, *, use_library: bool = True
-    ) -> None:
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
         self._socket_path = env.get("NOTIFY_SOCKET", "")
         self._watchdog_usec = env.get("WATCHDOG_USEC", "")
         self._watchdog_pid = env.get("WATCHDOG_PID", "")
         self._send: Sender | None = None
         if self._socket_path:
-            library = _library_sender() if use_library else None
-            self._send = library or _SocketSender(self._socket_path)
+            self._send = _SocketSender(self._socket_path)
 
     @property
     def enabled(self) -> bool:
@@ -85,7 +86,9 @@ class Notifier:
         try:
             return self._send("\n".join(assignments))
         except OSError:
-            return False  # systemd gone (shutdown): nothing useful to do about it
+            # systemd gone (shutdown) or its queue full past the timeout: the next tick
+            # sends again, and a lost ping is better than a frozen daemon.
+            return False
 
     def ready(self, status: str | None = None) -> bool:
         fields = ["READY=1"]
@@ -139,18 +142,6 @@ def _status_field(text: str) -> str:
     return "STATUS=" + " ".join(text.split("\n"))
 
 
-def _library_sender() -> Sender | None:
-    try:
-        daemon = importlib.import_module("systemd.daemon")  # optional dependency
-    except ImportError:
-        return None
-
-    def send(message: str) -> bool:
-        return bool(daemon.notify(message))
-
-    return send
-
-
 class _SocketSender:
     """sd_notify(3) in plain Python: one datagram to $NOTIFY_SOCKET ('@' = abstract socket)."""
 
@@ -159,6 +150,7 @@ class _SocketSender:
 
     def __call__(self, message: str) -> bool:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.settimeout(NOTIFY_TIMEOUT_S)
             sock.sendto(message.encode(), self._address)
         return True
 
