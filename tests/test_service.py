@@ -252,7 +252,10 @@ def test_a_full_notify_queue_never_freezes_the_process(notify_socket: socket.soc
     counter = threading.Thread(target=count)
     counter.start()
     started = time.monotonic()
-    results = [notifier.status(f"{i}") for i in range(40)]  # far more than the queue holds
+    queue_length = int(Path("/proc/sys/net/unix/max_dgram_qlen").read_text())
+    if queue_length > 100:
+        pytest.skip(f"net.unix.max_dgram_qlen is {queue_length}: too slow to fill")
+    results = [notifier.status(f"{i}") for i in range(queue_length + 4)]
     elapsed = time.monotonic() - started
     stop.set()
     counter.join()
