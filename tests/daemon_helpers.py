@@ -26,7 +26,8 @@ class Message:
     topic: str
     payload: bytes
     retain: bool
-    received: float  # time.time()
+    received: float  # time.time(), to compare with the payload's wall-clock "ts"
+    received_monotonic: float
 
     def json(self) -> Any:
         return json.loads(self.payload)
@@ -55,7 +56,9 @@ class Collector:
 
     def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
         with self._cond:
-            self.messages.append(Message(msg.topic, msg.payload, bool(msg.retain), time.time()))
+            self.messages.append(
+                Message(msg.topic, msg.payload, bool(msg.retain), time.time(), time.monotonic())
+            )
             self._cond.notify_all()
 
     def on(self, suffix: str) -> list[Message]:

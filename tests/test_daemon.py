@@ -323,8 +323,17 @@ def test_reload_applies_a_new_camera_and_model_and_rejects_a_broken_config(
         time.sleep(1.0)
         before = len(sub.on("/front/classification"))
         sub.wait_count("/front/classification", before + 3)
+        seqs = [m.json()["seq"] for m in sub.on("/front/classification")]
+        assert seqs == sorted(set(seqs)), "sequence numbers went back on a rejected reload"
         assert proc.alive()
         assert "queue_sise" in proc.log()
+
+        # A good reload: the sequence numbers carry on.
+        proc.signal(signal.SIGHUP)
+        time.sleep(1.0)
+        sub.wait_count("/front/classification", len(sub.on("/front/classification")) + 3)
+        seqs = [m.json()["seq"] for m in sub.on("/front/classification")]
+        assert seqs == sorted(set(seqs)), "sequence numbers restarted on reload"
 
         # Another camera and another model: both take effect without a restart.
         new_text = good_text.replace("[cameras.front]", "[cameras.back]").replace(

@@ -150,7 +150,7 @@ class Daemon:
         self.config_digest = hashlib.sha256(self.config_path.read_bytes()).hexdigest()[:16]
         return config
 
-    def _build_pipeline(self, config: Config) -> Pipeline:
+    def _build_pipeline(self, config: Config, first_seq: dict[str, int] | None = None) -> Pipeline:
         model = config.model
         model_path = resolve(self.config_dir, model.path)
         labels_path = resolve(self.config_dir, model.labels)
@@ -161,7 +161,14 @@ class Daemon:
             )
 
         assert self.metrics is not None
-        return Pipeline(config, engine_factory, self._sinks(config), self.metrics, self.config_dir)
+        return Pipeline(
+            config,
+            engine_factory,
+            self._sinks(config),
+            self.metrics,
+            self.config_dir,
+            first_seq=first_seq,
+        )
 
     def _sinks(self, config: Config) -> list[Sink]:
         if config.mqtt.enabled:
@@ -250,9 +257,9 @@ class Daemon:
             new_config = self._load_config()
         except ConfigError as error:
             return str(error)
-        new_pipeline = self._build_pipeline(new_config)
         old_pipeline = self.pipeline
         assert old_pipeline is not None and self.config is not None
+        new_pipeline = self._build_pipeline(new_config, old_pipeline.sequence_numbers())
         # Stop the old pipeline first: two interpreters and two cameras open at once would
         # not fit on a small device, and a camera cannot be opened twice.
         old_pipeline.stop(self.config.pipeline.stop_timeout_s)
@@ -260,7 +267,7 @@ class Daemon:
             new_pipeline.start()
         except Exception as error:  # the new model or camera is unusable: restart the old one
             log.exception("new config could not start; restarting the previous one")
-            restored = self._build_pipeline(self.config)
+            restored = self._build_pipeline(self.config, old_pipeline.sequence_numbers())
             restored.start()
             self.pipeline = restored
             return f"the new config could not start: {error}"

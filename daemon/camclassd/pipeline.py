@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -70,8 +70,11 @@ class Pipeline:
         source_factory: SourceFactory = open_source,
         reconnect_min_s: float = 0.5,
         reconnect_max_s: float = 30.0,
+        first_seq: Mapping[str, int] | None = None,
     ) -> None:
         self.config = config
+        # Sequence numbers carry on across a reload, so a subscriber can still spot gaps.
+        self._first_seq = dict(first_seq or {})
         self.metrics = metrics
         self._last_results: dict[str, Classification] = {}
         self.finished = threading.Event()
@@ -172,6 +175,10 @@ class Pipeline:
     def last_results(self) -> dict[str, Classification]:
         """The newest result per camera (a copy: safe to iterate while workers run)."""
         return dict(self._last_results)
+
+    def sequence_numbers(self) -> dict[str, int]:
+        """The newest frame number per camera: where a reloaded pipeline carries on."""
+        return {**self._first_seq, **{name: c.seq for name, c in self._cameras.items()}}
 
     def queue_depths(self) -> dict[str, int]:
         """Frames waiting for inference, per camera."""
@@ -389,6 +396,7 @@ class Pipeline:
                 settings.threshold_high, settings.threshold_low, settings.stable_frames
             ),
             policy=PublishPolicy(settings.publish, settings.max_rate_hz),
+            seq=self._first_seq.get(name, 0),
         )
 
     @staticmethod
