@@ -1,16 +1,21 @@
-"""Shared fixtures: paths to the shipped models and sample photos, a real mosquitto broker."""
+"""Shared fixtures: paths to the shipped models and sample photos, a real mosquitto broker,
+MQTT services and subscribers that are closed at the end of a test."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from camclassd.config import Config
+from camclassd.mqtt.client import MqttService
 from tests.broker import Mosquitto
+from tests.test_mqtt_client import RecordingTarget, Subscriber
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = REPO / "models"
@@ -46,6 +51,37 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def service_factory() -> Iterator[Callable[..., MqttService]]:
+    """Builds and starts services; stops every one at the end."""
+    made: list[MqttService] = []
+
+    def make(config: Config, target: Any = None, **kwargs: Any) -> MqttService:
+        service = MqttService(config, target or RecordingTarget(), **kwargs)
+        service.start()
+        made.append(service)
+        return service
+
+    yield make
+    for service in made:
+        service.stop(timeout=1.0)
+
+
+@pytest.fixture
+def subscribers() -> Iterator[Callable[..., Subscriber]]:
+    """Builds subscribers; closes every one at the end."""
+    made: list[Subscriber] = []
+
+    def make(*args: Any, **kwargs: Any) -> Subscriber:
+        subscriber = Subscriber(*args, **kwargs)
+        made.append(subscriber)
+        return subscriber
+
+    yield make
+    for subscriber in made:
+        subscriber.close()
 
 
 def run_cli(*args: str, timeout: float = 60, **kwargs: object) -> subprocess.CompletedProcess[str]:

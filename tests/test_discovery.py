@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -16,23 +16,11 @@ from tests.test_mqtt_client import (
     Subscriber,
     make_config,
     make_result,
-    running_services,
-    running_subscribers,
     sample_metrics,
     schema,
     validate,
     wait_until,
 )
-
-
-@pytest.fixture
-def service_factory() -> Iterator[Callable[..., MqttService]]:
-    yield from running_services()
-
-
-@pytest.fixture
-def subscribers() -> Iterator[Callable[..., Subscriber]]:
-    yield from running_subscribers()
 
 
 def test_payloads_have_only_keys_ha_accepts_with_the_right_types() -> None:

@@ -217,44 +217,6 @@ def topic_is(topic: str) -> Callable[[mqtt.MQTTMessage], bool]:
     return lambda message: message.topic == topic
 
 
-def running_services() -> Iterator[Callable[..., MqttService]]:
-    """Builds and starts services; stops every one at the end (body of a fixture)."""
-    made: list[MqttService] = []
-
-    def make(config: Config, target: Any = None, **kwargs: Any) -> MqttService:
-        service = MqttService(config, target or RecordingTarget(), **kwargs)
-        service.start()
-        made.append(service)
-        return service
-
-    yield make
-    for service in made:
-        service.stop(timeout=1.0)
-
-
-def running_subscribers() -> Iterator[Callable[..., Subscriber]]:
-    made: list[Subscriber] = []
-
-    def make(*args: Any, **kwargs: Any) -> Subscriber:
-        subscriber = Subscriber(*args, **kwargs)
-        made.append(subscriber)
-        return subscriber
-
-    yield make
-    for subscriber in made:
-        subscriber.close()
-
-
-@pytest.fixture
-def service_factory() -> Iterator[Callable[..., MqttService]]:
-    yield from running_services()
-
-
-@pytest.fixture
-def subscribers() -> Iterator[Callable[..., Subscriber]]:
-    yield from running_subscribers()
-
-
 # ---- read_password --------------------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,24 +25,12 @@ from tests.test_mqtt_client import (
     Subscriber,
     make_config,
     make_result,
-    running_services,
-    running_subscribers,
     topic_is,
     validate,
     wait_until,
 )
 
 MAX = 4096
-
-
-@pytest.fixture
-def service_factory() -> Iterator[Callable[..., MqttService]]:
-    yield from running_services()
-
-
-@pytest.fixture
-def subscribers() -> Iterator[Callable[..., Subscriber]]:
-    yield from running_subscribers()
 
 
 # ---- the pure parser --------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import io
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,15 +20,9 @@ from tests.broker import Mosquitto, free_port
 from tests.test_mqtt_client import (
     make_config,
     make_result,
-    running_services,
     sample_metrics,
     wait_until,
 )
-
-
-@pytest.fixture
-def service_factory() -> Iterator[Callable[..., MqttService]]:
-    yield from running_services()
 
 
 class Terminal(io.StringIO):
