@@ -32,7 +32,7 @@ from camclassd.config import Config
 from camclassd.errors import ConfigError
 from camclassd.mqtt.client import MqttService, read_password
 from camclassd.results import Classification, Prediction
-from tests.broker import Mosquitto
+from tests.broker import Mosquitto, free_port
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "docs" / "schemas"
 
@@ -624,7 +624,7 @@ def auth_broker(tmp_path: Path) -> Iterator[Mosquitto]:
         capture_output=True,
     )
     passwd.chmod(0o600)
-    port = _free_port()
+    port = free_port()
     server = Mosquitto(
         tmp_path / "auth",
         port=port,
@@ -640,12 +640,6 @@ def auth_broker(tmp_path: Path) -> Iterator[Mosquitto]:
 # As root, mosquitto drops to the 'mosquitto' user before reading the password file, which then
 # cannot read files in pytest's private tmp dirs; as another user the option has no effect.
 KEEP_USER = "user root\n" if os.geteuid() == 0 else ""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
@@ -752,7 +746,7 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture
 def tls_broker(tmp_path: Path, certificates: dict[str, Path]) -> Iterator[Mosquitto]:
-    port = _free_port()
+    port = free_port()
     server = Mosquitto(
         tmp_path / "tls",
         port=port,
