@@ -22,11 +22,11 @@ from camclassd.engine import Engine
 from camclassd.errors import SourceError
 from camclassd.metrics import Metrics
 from camclassd.pipeline import Pipeline
-from camclassd.results import Classification
 from camclassd.sources import Picamera2Source, open_source
 from camclassd.sources.picamera2 import NOT_INSTALLED, yuv420_to_rgb
 from tests import fake_picamera2
 from tests.conftest import LABELS, UINT8_MODEL
+from tests.test_pipeline import Collect
 
 
 @pytest.fixture
@@ -139,19 +139,6 @@ def test_open_failure_is_a_source_error(fake: type[fake_picamera2.Picamera2]) ->
         Picamera2Source("pi").open()
     with pytest.raises(SourceError, match="must not exceed"):
         Picamera2Source("pi", resolution=(320, 240), lores=(640, 480)).open()
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.results: list[Classification] = []
-        self.lock = threading.Lock()
-
-    def publish(self, result: Classification) -> None:
-        with self.lock:
-            self.results.append(result)
-
-    def close(self) -> None:
-        pass
 
 
 def test_pipeline_reopens_a_stalled_pi_camera(fake: type[fake_picamera2.Picamera2]) -> None:
