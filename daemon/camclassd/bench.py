@@ -566,13 +566,18 @@ class Progress:
             self.stream.flush()
 
 
-def _first_tensor(engine: Engine, camera: CameraConfig) -> np.ndarray:
-    source = open_source("fixed", camera, Path.cwd())
+def _read_one_frame(name: str, camera: CameraConfig) -> np.ndarray | None:
+    """Open the camera's source, read one frame (None at end of stream) and close it."""
+    source = open_source(name, camera, Path.cwd())
     source.open()
     try:
-        pixels = source.read()
+        return source.read()
     finally:
         source.close()
+
+
+def _first_tensor(engine: Engine, camera: CameraConfig) -> np.ndarray:
+    pixels = _read_one_frame("fixed", camera)
     if pixels is None:
         raise RuntimeError("the source gave no frame")
     preprocess = Preprocessor(size=engine.input_size, to_input=engine.to_input)
@@ -582,12 +587,7 @@ def _first_tensor(engine: Engine, camera: CameraConfig) -> np.ndarray:
 def _source_size(camera: CameraConfig, engine: Engine) -> tuple[int, int]:
     if isinstance(camera, SyntheticCamera):
         return camera.width, camera.height
-    source = open_source("size", camera, Path.cwd())
-    source.open()
-    try:
-        pixels = source.read()
-    finally:
-        source.close()
+    pixels = _read_one_frame("size", camera)
     return (pixels.shape[1], pixels.shape[0]) if pixels is not None else engine.input_size
 
 
