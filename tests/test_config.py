@@ -6,6 +6,7 @@ import re
 import tomllib
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -517,23 +518,16 @@ def _assert_names_key(code: int, out: str, key: str, text: str) -> None:
     assert line.startswith(key.rsplit(".", 1)[-1] + " = "), (line, out)
 
 
+@pytest.mark.parametrize("bad_value", [wrong_type, out_of_range])
 @HYPOTHESIS
-@given(case=wrong_type())
-def test_wrong_types_name_the_key(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: tuple[tuple[str, ...], str, str, Any]
+@given(data=st.data())
+def test_wrong_types_and_out_of_range_values_name_the_key(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    bad_value: Callable[[], st.SearchStrategy[tuple[tuple[str, ...], str, str, Any]]],
+    data: st.DataObject,
 ) -> None:
-    path, needs, name, value = case
-    text = _table(path, needs, f"{name} = {render_toml_value(value)}\n")
-    code, out = check(tmp_path, capsys, text)
-    _assert_names_key(code, out, ".".join((*path, name)), text)
-
-
-@HYPOTHESIS
-@given(case=out_of_range())
-def test_out_of_range_values_name_the_key(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: tuple[tuple[str, ...], str, str, Any]
-) -> None:
-    path, needs, name, value = case
+    path, needs, name, value = data.draw(bad_value())
     text = _table(path, needs, f"{name} = {render_toml_value(value)}\n")
     code, out = check(tmp_path, capsys, text)
     _assert_names_key(code, out, ".".join((*path, name)), text)
