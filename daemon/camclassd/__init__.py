@@ -1,10 +1,7 @@
 """camclassd: a streaming camera classification daemon for Raspberry Pi class devices."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("camclassd")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+# The one place the version is written; pyproject.toml reads it from here. A literal rather
+# than importlib.metadata, which costs ~4 MiB of RSS on a device that counts them.
+__version__ = "0.1.0"
 
 __all__ = ["__version__"]
