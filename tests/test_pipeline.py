@@ -480,3 +480,40 @@ def test_shutdown_joins_every_thread_within_the_deadline() -> None:
     assert pipeline.finished.is_set()
     counters = metrics.counters()
     assert counters["captured"] == counters["classified"] + counters["dropped"]
+
+
+# ---- structured log fields -------------------------------------------------------------------
+
+
+def test_failure_logs_carry_camera_seq_and_stage_fields(
+    running: list[Pipeline], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The warnings of a read failure and its reopen carry `extra=` fields (journald's
+    CAMERA=/SEQ=/STAGE= through service.StructuredFields), as do bad frames."""
+    flaky = FailingSource("flaky", fail_at=5)
+    bad = BadFrames()
+    config = make_config({"flaky": {"type": "synthetic"}, "bad": {"type": "synthetic"}})
+    sink = Collect()
+    caplog.set_level("INFO")
+    pipeline, _ = start(
+        running, config, [sink], source_factory=factory_with({"flaky": flaky, "bad": bad})
+    )
+    assert wait_until(lambda: flaky.opens >= 2 and bad.reads > 30)
+    assert pipeline.stop(5.0)
+
+    def fields(text: str) -> list[tuple[Any, Any, Any]]:
+        return [
+            (getattr(r, "camera", None), getattr(r, "seq", None), getattr(r, "stage", None))
+            for r in caplog.records
+            if text in r.getMessage()
+        ]
+
+    read_failed = fields("read failed")
+    assert read_failed and all(c == "flaky" and s == "capture" for c, _, s in read_failed)
+    assert all(isinstance(seq, int) for _, seq, _ in read_failed)
+    reopening = fields("reopening in")
+    assert reopening and all(c == "flaky" and s == "capture" for c, _, s in reopening)
+    bad_frame = fields("cannot be preprocessed")
+    assert bad_frame and all(c == "bad" and s == "preprocess" for c, _, s in bad_frame)
+    assert [seq for _, seq, _ in bad_frame][:2] == [3, 6]
+    assert fields("end of stream") == [("bad", 30, "capture")]

@@ -204,7 +204,11 @@ class Pipeline:
         try:
             self._capture_loop(camera)
         except Exception:  # a bug, not a camera failure: the watchdog sees this camera stall
-            log.exception("camera %s: capture thread failed", camera.name)
+            log.exception(
+                "camera %s: capture thread failed",
+                camera.name,
+                extra={"camera": camera.name, "seq": camera.seq, "stage": "capture"},
+            )
             self.metrics.error(camera.name)
         finally:
             _close_quietly(camera.source)
@@ -221,13 +225,22 @@ class Pipeline:
             try:
                 pixels = source.read()
             except Exception as error:  # SourceError, or a cv2.error from a broken device
-                log.warning("camera %s: read failed: %s", camera.name, error)
+                log.warning(
+                    "camera %s: read failed: %s",
+                    camera.name,
+                    error,
+                    extra={"camera": camera.name, "seq": camera.seq, "stage": "capture"},
+                )
                 self.metrics.error(camera.name)
                 if not self._reopen(camera):
                     return
                 continue
             if pixels is None:
-                log.info("camera %s: end of stream", camera.name)
+                log.info(
+                    "camera %s: end of stream",
+                    camera.name,
+                    extra={"camera": camera.name, "seq": camera.seq, "stage": "capture"},
+                )
                 camera.ended = True
                 return
             if self.paused:
@@ -242,7 +255,12 @@ class Pipeline:
         try:
             tensor = camera.preprocess(pixels)
         except Exception:  # a malformed frame must not end the camera
-            log.exception("camera %s: frame %d cannot be preprocessed", camera.name, camera.seq)
+            log.exception(
+                "camera %s: frame %d cannot be preprocessed",
+                camera.name,
+                camera.seq,
+                extra={"camera": camera.name, "seq": camera.seq, "stage": "preprocess"},
+            )
             self.metrics.error(camera.name)
             self.metrics.dropped(camera.name, "bad_frame")
             return
@@ -295,7 +313,15 @@ class Pipeline:
                     if len(probabilities) != len(batch):
                         raise ValueError(f"{len(probabilities)} results for {len(batch)} frames")
                 except Exception:
-                    log.exception("inference failed on a batch of %d", len(batch))
+                    log.exception(
+                        "inference failed on a batch of %d",
+                        len(batch),
+                        extra={
+                            "camera": ",".join(sorted({frame.camera for frame in batch})),
+                            "seq": batch[0].seq,
+                            "stage": "inference",
+                        },
+                    )
                     for frame in batch:
                         self.metrics.error(frame.camera)
                         self.metrics.dropped(frame.camera, "inference_error")
@@ -307,7 +333,10 @@ class Pipeline:
                         self._deliver(frame, row, engine)
                     except Exception:  # a bug in one result must not end the worker
                         log.exception(
-                            "camera %s: frame %d: results failed", frame.camera, frame.seq
+                            "camera %s: frame %d: results failed",
+                            frame.camera,
+                            frame.seq,
+                            extra={"camera": frame.camera, "seq": frame.seq, "stage": "publish"},
                         )
                         self.metrics.error(frame.camera)
                         self.metrics.dropped(frame.camera, "results_error")
@@ -370,10 +399,11 @@ class Pipeline:
                 return
             self._sink_logged[index] = now
         name = type(sink).__name__
+        fields = {"camera": result.camera, "seq": result.seq, "stage": "publish"}
         if last is None:
-            log.exception("sink %s failed on %s #%d", name, result.camera, result.seq)
+            log.exception("sink %s failed on %s #%d", name, result.camera, result.seq, extra=fields)
         else:
-            log.warning("sink %s is still failing (see the errors counter)", name)
+            log.warning("sink %s is still failing (see the errors counter)", name, extra=fields)
 
     # ==== helpers ==============================================================================
 
@@ -405,7 +435,12 @@ class Pipeline:
         try:
             camera.source.open()
         except SourceError as error:
-            log.warning("camera %s: %s; retrying in the background", camera.name, error)
+            log.warning(
+                "camera %s: %s; retrying in the background",
+                camera.name,
+                error,
+                extra={"camera": camera.name, "stage": "capture"},
+            )
             return str(error)
         camera.opened = True
         return None

@@ -74,10 +74,17 @@ def reopen(
     `stop`, so shutdown never waits out a long backoff.
     """
     attempt = 0
+    fields = {"camera": source.name, "stage": "capture"}
     while not stop.is_set():
         delay = backoff.next_delay()
         attempt += 1
-        log.warning("source %s: reopening in %.1f s (attempt %d)", source.name, delay, attempt)
+        log.warning(
+            "source %s: reopening in %.1f s (attempt %d)",
+            source.name,
+            delay,
+            attempt,
+            extra=fields,
+        )
         if stop.wait(delay):
             return False
         if on_retry is not None:
@@ -86,9 +93,15 @@ def reopen(
         try:
             source.open()
         except SourceError as error:
-            log.warning("source %s: reopen attempt %d failed: %s", source.name, attempt, error)
+            log.warning(
+                "source %s: reopen attempt %d failed: %s",
+                source.name,
+                attempt,
+                error,
+                extra=fields,
+            )
             continue
-        log.info("source %s: reopened after %d attempt(s)", source.name, attempt)
+        log.info("source %s: reopened after %d attempt(s)", source.name, attempt, extra=fields)
         backoff.reset()
         return True
     return False
