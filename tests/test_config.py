@@ -645,3 +645,14 @@ def test_cli_subprocess_ok() -> None:
     assert result.stdout.startswith("OK: ")
     assert "camera porch: picamera2" in result.stdout
     assert "camera shed: opencv /dev/video0" in result.stdout
+
+
+def test_secret_values_are_never_shown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = '[mqtt]\npassword = "hunter2"\napi_token = "abc123xyz"\nclient_secret = 7\n'
+    code, out = check(tmp_path, capsys, text)
+    assert code == EXIT_CONFIG
+    assert "mqtt.password = *** (line 2): unknown key" in out, out
+    assert "mqtt.api_token = *** (line 3)" in out, out
+    assert "mqtt.client_secret = *** (line 4)" in out, out
+    for secret in ("hunter2", "abc123xyz", "= 7"):
+        assert secret not in out, out

@@ -236,3 +236,12 @@ def test_reopen_gives_up_when_stopped() -> None:
     started = time.monotonic()
     assert not reopen(source, stop, Backoff(0.02, 10.0))
     assert time.monotonic() - started < 2.0
+
+
+def test_opencv_errors_never_show_a_stream_password() -> None:
+    source = OpenCVSource("net", "rtsp://admin:hunter2@127.0.0.1:9/live", read_timeout_s=1.0)
+    with pytest.raises(SourceError) as raised:
+        source.open()
+    message = str(raised.value)
+    assert "hunter2" not in message
+    assert "rtsp://admin:***@127.0.0.1:9/live" in message

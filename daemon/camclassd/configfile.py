@@ -40,6 +40,7 @@ from camclassd.config import (
     SyntheticCamera,
 )
 from camclassd.errors import EXIT_OK, ConfigError
+from camclassd.redact import MASK, is_secret_key, mask_uri
 
 Loc = tuple[str | int, ...]
 
@@ -220,7 +221,11 @@ def format_errors(
             where = " (from --set)"
         elif line is not None:
             where = f" (line {line})"
-        shown = f" = {_show(value)}" if found and item["type"] != "missing" else ""
+        # A password put in the file by mistake must not end up in the journal.
+        secret = any(isinstance(part, str) and is_secret_key(part) for part in loc)
+        shown = ""
+        if found and item["type"] != "missing":
+            shown = f" = {MASK if secret else _show(value)}"
         key = _dotted(loc) or "(top level)"
         text = f"  - {key}{shown}{where}: {_explain(item, loc, model, value)}"
         items.append((line if line is not None else math.inf, text))
@@ -628,7 +633,7 @@ def _camera_source(camera: CameraBase) -> str:
         return f"camera {camera.camera_num}, lores {width}x{height} at {camera.fps:g} fps"
     if isinstance(camera, OpenCVCamera):
         # An RTSP URL may carry a password: never print it.
-        return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", camera.uri)
+        return mask_uri(camera.uri)
     if isinstance(camera, ImagesCamera):
         return camera.path
     if isinstance(camera, SyntheticCamera):

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from camclassd.errors import SourceError
+from camclassd.redact import mask_uri
 from camclassd.sources.pacing import Pacer
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class OpenCVSource:
     ) -> None:
         self.name = name
         self.uri = uri
+        self._shown_uri = mask_uri(uri)  # for messages: an RTSP URL may carry a password
         self.kind = classify_uri(uri)
         self.live = self.kind != "file"
         self._width = width
@@ -67,7 +69,7 @@ class OpenCVSource:
         capture = self._make_capture()
         if not capture.isOpened():
             capture.release()
-            raise SourceError(f"camera {self.name}: cannot open {self.uri}")
+            raise SourceError(f"camera {self.name}: cannot open {self._shown_uri}")
         self._capture = capture
         self._pacer = Pacer(self._fps if self.kind == "file" else None)
 
@@ -114,7 +116,7 @@ class OpenCVSource:
             ok, bgr = capture.read()
         if not ok or bgr is None:
             raise SourceError(
-                f"camera {self.name}: no frame from {self.uri} (ended, stalled or lost)"
+                f"camera {self.name}: no frame from {self._shown_uri} (ended, stalled or lost)"
             )
         self._pacer.wait()
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
