@@ -416,3 +416,33 @@ def test_commands_against_the_running_daemon(tmp_path: Path, broker: Mosquitto) 
         assert reloaded["ok"] is True, reloaded
         sub.wait_count("/front/classification", len(sub.on("/front/classification")) + 2)
         assert proc.alive()
+
+
+def test_a_burst_of_reload_commands_keeps_the_daemon_running(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    """Reloads from MQTT once raced the main loop, which then stopped the daemon with exit 0."""
+    config, device = make_config(tmp_path, broker.port, fps=20)
+    base = f"camclassd/{device}"
+    with collector(broker.host, broker.port, [f"{base}/#"]) as sub, daemon(config) as proc:
+        sub.wait_count("/front/classification", 2)
+        for index in range(6):
+            sub.client.publish(f"{base}/cmd/reload", json.dumps({"id": index}), qos=1)
+            time.sleep(0.05 * (index % 3))
+        replies = sub.wait_count("/cmd/reload/reply", 6, timeout=30)
+        assert {r.json()["id"] for r in replies} == set(range(6))
+        assert all(r.json()["ok"] or "already" in r.json()["error"] for r in replies), [
+            r.json() for r in replies
+        ]
+        count = len(sub.on("/front/classification"))
+        sub.wait_count("/front/classification", count + 5)
+        assert proc.alive(), proc.log()
+
+        # Turning MQTT off is not something a reload can do: rejected, still publishing.
+        config.write_text(config.read_text().replace("[mqtt]", "[mqtt]\nenabled = false"))
+        sub.client.publish(f"{base}/cmd/reload", b"{}", qos=1)
+        reply = sub.wait_count("/cmd/reload/reply", 7)[-1].json()
+        assert reply["ok"] is False and "restart" in reply["error"]
+        count = len(sub.on("/front/classification"))
+        sub.wait_count("/front/classification", count + 3)
+        assert proc.alive()

@@ -15,17 +15,13 @@ import numpy as np
 from camclassd.engine import DEFAULT_LABELS_FILE, Engine, default_model_paths
 from camclassd.errors import (
     EXIT_OK,
-    EXIT_USAGE,
     CamclassdError,
     InputDataError,
     InputNotFoundError,
+    UsageError,
 )
 from camclassd.preprocess import Preprocessor
 from camclassd.results import Prediction, top_k
-
-
-class UsageError(CamclassdError):
-    exit_code = EXIT_USAGE
 
 
 def read_rgb(path: Path) -> np.ndarray:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import queue
 import signal
 import threading
 import time
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -22,7 +24,7 @@ from camclassd import __version__
 from camclassd.config import Config
 from camclassd.configfile import load_config
 from camclassd.engine import Engine
-from camclassd.errors import EXIT_OK, ConfigError
+from camclassd.errors import EXIT_OK, ConfigError, UsageError
 from camclassd.metrics import Metrics
 from camclassd.mqtt.client import MqttService, read_password
 from camclassd.pipeline import Pipeline
@@ -32,10 +34,13 @@ from camclassd.sinks import JsonLinesSink, Sink
 log = logging.getLogger("camclassd")
 
 TICK_S = 0.5
+RELOAD_TIMEOUT_S = 120.0
 
 
 def main(args: argparse.Namespace) -> int:
     overrides = list(getattr(args, "set", None) or [])
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UsageError(f"--max-frames must be at least 1, not {args.max_frames}")
     daemon = Daemon(args.config, overrides=overrides, log_level=args.log_level)
     return daemon.run(max_frames=args.max_frames)
 
@@ -58,7 +63,10 @@ class Daemon:
         self.log_level = log_level
         self.notifier = Notifier()
         self.stop_requested = threading.Event()
-        self.reload_requested = threading.Event()
+        # Reloads run on the main thread only, between ticks: a reload from an MQTT command
+        # waits there for its answer. (Run on the command's thread, it raced the tick loop,
+        # which saw the old pipeline finished and stopped the daemon with exit 0.)
+        self.reload_requests: queue.SimpleQueue[Future[str | None] | None] = queue.SimpleQueue()
         self.started_at = datetime.now(UTC)
         self.config: Config | None = None
         self.config_digest = ""
@@ -66,36 +74,36 @@ class Daemon:
         self.pipeline: Pipeline | None = None
         self.mqtt: MqttService | None = None
         self.stdout_sink: JsonLinesSink | None = None
-        self._reload_lock = threading.Lock()
 
     # ---- the life of the service, top-down ------------------------------------------------
 
     def run(self, *, max_frames: int | None = None) -> int:
-        config = self._load_config()  # a bad file raises ConfigError -> exit 78, nothing started
+        self._install_signal_handlers()  # a SIGHUP or SIGTERM during start-up must not kill us
+        config, self.config_digest = self._load_config()  # bad file: exit 78, nothing started
         setup_logging(self.log_level or config.logging.level, config.logging.target)
         self.config = config
         self.metrics = Metrics(window=config.metrics.window)
-        password = read_password(config.mqtt) if config.mqtt.enabled else None
+        if config.mqtt.enabled:
+            # Built (credentials, TLS files) before anything starts; connects only later, so
+            # a daemon that exits 69 never announces itself online.
+            self.mqtt = MqttService(config, self, password=read_password(config.mqtt))
 
         self.pipeline = self._build_pipeline(config)
         self.pipeline.start()  # model or camera unusable -> ModelError/SourceError -> exit 69
-        if config.mqtt.enabled:
-            self.mqtt = MqttService(config, self, password=password)
-            self.mqtt.start()  # never blocks: the broker may be down, results are buffered
-            self.mqtt.publish_status(self.status())
-
-        self._install_signal_handlers()
-        self.notifier.ready()
-        log.info(
-            "camclassd %s ready: model %s, cameras %s",
-            __version__,
-            config.model.path.name,
-            ", ".join(self.pipeline_cameras(config)),
-        )
         try:
+            if self.mqtt is not None:
+                self.mqtt.start()  # never blocks: the broker may be down, results are buffered
+                self.mqtt.publish_status(self.status())
+            self.notifier.ready()
+            log.info(
+                "camclassd %s ready: model %s, cameras %s",
+                __version__,
+                config.model.path.name,
+                ", ".join(self.pipeline_cameras(config)),
+            )
             self._tick_until_stopped(max_frames)
         finally:
-            self._shutdown()
+            self._shutdown()  # also on an unexpected error: never leave threads running
         return EXIT_OK
 
     def _tick_until_stopped(self, max_frames: int | None) -> None:
@@ -104,9 +112,7 @@ class Daemon:
         tick = TICK_S if watchdog_every is None else min(TICK_S, watchdog_every)
         next_metrics = time.monotonic() + self.config.metrics.interval_s
         while not self.stop_requested.wait(tick):
-            if self.reload_requested.is_set():
-                self.reload_requested.clear()
-                self.reload()
+            if self._serve_reload_requests():
                 continue
             pipeline = self.pipeline
             assert pipeline is not None
@@ -130,6 +136,7 @@ class Daemon:
 
     def _shutdown(self) -> None:
         self.notifier.stopping()
+        self._serve_reload_requests(refuse="the daemon is stopping")
         assert self.config is not None
         started = time.monotonic()
         if self.pipeline is not None and not self.pipeline.stop(
@@ -145,10 +152,11 @@ class Daemon:
 
     # ---- building blocks -------------------------------------------------------------------
 
-    def _load_config(self) -> Config:
+    def _load_config(self) -> tuple[Config, str]:
+        """The validated config and a digest of the file, for the status payload."""
         config = load_config(self.config_path, overrides=self.overrides)
-        self.config_digest = hashlib.sha256(self.config_path.read_bytes()).hexdigest()[:16]
-        return config
+        digest = hashlib.sha256(self.config_path.read_bytes()).hexdigest()[:16]
+        return config, digest
 
     def _build_pipeline(self, config: Config, first_seq: dict[str, int] | None = None) -> Pipeline:
         model = config.model
@@ -171,8 +179,8 @@ class Daemon:
         )
 
     def _sinks(self, config: Config) -> list[Sink]:
-        if config.mqtt.enabled:
-            return [_LateSink(self)]
+        if self.mqtt is not None:
+            return [self.mqtt]
         if self.stdout_sink is None:
             self.stdout_sink = JsonLinesSink(device=config.device.resolved_id)
         return [self.stdout_sink]
@@ -210,7 +218,7 @@ class Daemon:
             self.stop_requested.set()
 
         def on_hup(_signum: int, _frame: FrameType | None) -> None:
-            self.reload_requested.set()
+            self.reload_requests.put(None)
 
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
@@ -236,29 +244,64 @@ class Daemon:
         self.pipeline.request_snapshot(camera)
 
     def reload(self) -> str | None:
-        """Re-read the config and apply it; on any error keep the running config."""
-        with self._reload_lock:
-            self.notifier.reloading()
-            started = time.monotonic()
+        """Re-read the config and apply it (the `reload` command); None when applied.
+
+        Runs on the main thread between ticks; this waits for its answer.
+        """
+        answer: Future[str | None] = Future()
+        self.reload_requests.put(answer)
+        try:
+            return answer.result(timeout=RELOAD_TIMEOUT_S)
+        except TimeoutError:
+            return f"the reload did not finish within {RELOAD_TIMEOUT_S:.0f} s"
+
+    def _serve_reload_requests(self, refuse: str | None = None) -> bool:
+        """Do the queued reloads (one reload serves them all); True when there were any."""
+        waiting: list[Future[str | None]] = []
+        asked = False
+        while True:
             try:
-                error = self._apply_new_config()
-            finally:
-                self.notifier.ready()
-            if error is None:
-                log.info(
-                    "reloaded %s in %.0f ms", self.config_path, (time.monotonic() - started) * 1000
-                )
-            else:
-                log.error("reload rejected, the running config stays: %s", error)
-            return error
+                request = self.reload_requests.get_nowait()
+            except queue.Empty:
+                break
+            asked = True
+            if request is not None:
+                waiting.append(request)
+        if not asked:
+            return False
+        error = refuse if refuse is not None else self._reload_now()
+        for request in waiting:
+            request.set_result(error)
+        return True
+
+    def _reload_now(self) -> str | None:
+        """Apply the config file again; on any error the running config stays."""
+        self.notifier.reloading()
+        started = time.monotonic()
+        try:
+            error = self._apply_new_config()
+        finally:
+            self.notifier.ready()
+        if error is None:
+            log.info(
+                "reloaded %s in %.0f ms", self.config_path, (time.monotonic() - started) * 1000
+            )
+        else:
+            log.error("reload rejected, the running config stays: %s", error)
+        return error
 
     def _apply_new_config(self) -> str | None:
         try:
-            new_config = self._load_config()
+            new_config, digest = self._load_config()
         except ConfigError as error:
             return str(error)
         old_pipeline = self.pipeline
         assert old_pipeline is not None and self.config is not None
+        if new_config.mqtt.enabled != self.config.mqtt.enabled:
+            return (
+                "mqtt.enabled changed: that takes a restart (systemctl restart camclassd), "
+                "not a reload"
+            )
         new_pipeline = self._build_pipeline(new_config, old_pipeline.sequence_numbers())
         # Stop the old pipeline first: two interpreters and two cameras open at once would
         # not fit on a small device, and a camera cannot be opened twice.
@@ -271,19 +314,15 @@ class Daemon:
             restored.start()
             self.pipeline = restored
             return f"the new config could not start: {error}"
-        was_paused = old_pipeline.paused
         self.pipeline = new_pipeline
-        if was_paused:
+        if old_pipeline.paused:
             new_pipeline.pause()
-        self.config = new_config
+        self.config, self.config_digest = new_config, digest
         setup_logging(self.log_level or new_config.logging.level, new_config.logging.target)
         if self.mqtt is not None:
             self.mqtt.apply_config(new_config)
         self._republish_status()
         return None
-
-    def request_reload(self) -> str | None:
-        return self.reload()
 
     def status(self) -> dict[str, Any]:
         assert self.config is not None
@@ -300,21 +339,3 @@ class Daemon:
     def _republish_status(self) -> None:
         if self.mqtt is not None:
             self.mqtt.publish_status(self.status())
-
-
-class _LateSink:
-    """Forwards results to the daemon's MQTT service, which is created after the pipeline.
-
-    The pipeline must start (model and cameras open) before the MQTT client is created, so
-    that a daemon that exits 69 never announces itself online.
-    """
-
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-
-    def publish(self, result: Any) -> None:
-        if self.daemon.mqtt is not None:
-            self.daemon.mqtt.publish(result)
-
-    def close(self) -> None:
-        """The MQTT service outlives pipelines (reload); the daemon stops it."""

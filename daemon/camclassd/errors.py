@@ -21,6 +21,12 @@ class CamclassdError(Exception):
     exit_code: int = EXIT_FAILURE
 
 
+class UsageError(CamclassdError):
+    """A command-line argument is out of range."""
+
+    exit_code = EXIT_USAGE
+
+
 class ConfigError(CamclassdError):
     """The configuration file is missing, not TOML, or fails validation."""
 
