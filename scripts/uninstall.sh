@@ -60,7 +60,7 @@ fi
 # Only what install.sh creates: never a blanket rm -rf of the prefix.
 for item in venv models docs share; do
   if [ -e "$ROOT$PREFIX/$item" ]; then
-    rm -rf "${ROOT:?}$PREFIX/$item"
+    rm -rf -- "$ROOT$PREFIX/$item"  # PREFIX was checked above: absolute, not /
     say "removed $ROOT$PREFIX/$item"
   fi
 done
