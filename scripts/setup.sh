@@ -15,6 +15,7 @@ command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 pkg-config --exists libsystemd 2>/dev/null || need_apt+=(libsystemd-dev)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)
+command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)  # the install scripts' test
 "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv python3-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing system packages: ${need_apt[*]}" >&2

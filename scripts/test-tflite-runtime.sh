@@ -13,6 +13,11 @@ cd "$(dirname "$0")/.."
 venv=${1:-.venv-tflite}
 if [ $# -gt 0 ]; then shift; fi
 python=${PYTHON:-python3.11}
+if ! command -v "$python" >/dev/null 2>&1; then
+    echo "test-tflite-runtime: $python not found. tflite-runtime 2.14 has wheels for Python <= 3.11" \
+        "only: install python3.11 (Debian 12 ships it) or set PYTHON=/path/to/python3.11" >&2
+    exit 69
+fi
 
 if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"

@@ -59,9 +59,10 @@ if [ -e "$UNIT" ]; then
 fi
 # Only what install.sh creates: never a blanket rm -rf of the prefix.
 for item in venv models docs share; do
-  if [ -e "$ROOT$PREFIX/$item" ]; then
-    rm -rf -- "$ROOT$PREFIX/$item"  # PREFIX was checked above: absolute, not /
-    say "removed $ROOT$PREFIX/$item"
+  target="$ROOT$PREFIX/$item"  # PREFIX was checked above: absolute, not /
+  if [ -e "$target" ]; then
+    rm -rf -- "${target:?}"
+    say "removed $target"
   fi
 done
 rmdir "$ROOT$PREFIX" 2>/dev/null || true
