@@ -517,3 +517,78 @@ def test_failure_logs_carry_camera_seq_and_stage_fields(
     assert bad_frame and all(c == "bad" and s == "preprocess" for c, _, s in bad_frame)
     assert [seq for _, seq, _ in bad_frame][:2] == [3, 6]
     assert fields("end of stream") == [("bad", 30, "capture")]
+
+
+# ---- bugs in the capture thread --------------------------------------------------------------
+
+
+class OpensAfterBugs(FailingSource):
+    """A real synthetic source whose first two open() calls raise RuntimeError (a bug in a
+    driver binding, say) instead of SourceError."""
+
+    def open(self) -> None:
+        if self.opens < 2:
+            self.opens += 1
+            raise RuntimeError("driver bug")
+        super().open()
+
+
+def test_camera_whose_open_raises_unexpectedly_is_retried(running: list[Pipeline]) -> None:
+    buggy = OpensAfterBugs("buggy", fail_at=10**9)
+    config = make_config({"buggy": {"type": "synthetic"}, "photos": golden_images(loop=True)})
+    sink = Collect()
+    pipeline, metrics = start(
+        running, config, [sink], source_factory=factory_with({"buggy": buggy})
+    )
+    assert wait_until(lambda: any(r.camera == "buggy" for r in list(sink.results)))
+    assert not pipeline.failed and not pipeline.finished.is_set()
+    assert pipeline.stop(5.0)
+    assert metrics.snapshot()["cameras"]["buggy"]["reconnects"] >= 1
+
+
+def test_camera_whose_reopen_raises_unexpectedly_keeps_retrying(running: list[Pipeline]) -> None:
+    class BugOnReopen(FailingSource):
+        def open(self) -> None:
+            self.opens += 1
+            if self.opens in (2, 3):  # the first reopens, after read 5 failed
+                raise RuntimeError("driver bug")
+            self.reads = 0
+            self.inner.open()
+
+    flaky = BugOnReopen("flaky", fail_at=5)
+    sink = Collect()
+    pipeline, metrics = start(
+        running,
+        make_config({"flaky": {"type": "synthetic"}}),
+        [sink],
+        source_factory=factory_with({"flaky": flaky}),
+    )
+    assert wait_until(lambda: flaky.opens >= 5 and sink.count() >= 10)
+    assert not pipeline.failed and not pipeline.finished.is_set()
+    assert pipeline.stop(5.0)
+    assert metrics.counters()["errors"] >= 3  # the read failures and both bugs
+
+
+class BuggyMetrics(Metrics):
+    """Real metrics, except that counting a captured frame raises: a bug in the capture path."""
+
+    def captured(self, camera: str) -> None:
+        raise RuntimeError("bug in the capture path")
+
+
+def test_crashed_capture_thread_is_a_failure_not_an_end_of_stream() -> None:
+    metrics = BuggyMetrics()
+    pipeline = Pipeline(
+        make_config({"syn": {"type": "synthetic", "fps": 50}}),
+        engine_factory(), [Collect()], metrics, SAMPLES,
+    )  # fmt: skip
+    pipeline.start()
+    try:
+        assert wait_until(lambda: pipeline.failed)
+        assert pipeline.crashed_cameras == ("syn",)
+        # With its only camera crashed the pipeline must not look like a clean end.
+        assert not pipeline.finished.wait(0.5)
+        assert metrics.counters()["errors"] == 1
+    finally:
+        assert pipeline.stop(5.0)
+    assert pipeline.failed

@@ -245,3 +245,23 @@ def test_opencv_errors_never_show_a_stream_password() -> None:
     message = str(raised.value)
     assert "hunter2" not in message
     assert "rtsp://admin:***@127.0.0.1:9/live" in message
+
+
+class BuggyOpen(FlakyOpen):
+    """A source whose first opens fail with a bug rather than a SourceError."""
+
+    def open(self) -> None:
+        self.opens += 1
+        if self.opens <= self.failures:
+            raise RuntimeError("driver bug")
+
+
+def test_reopen_survives_unexpected_errors_from_open(caplog: pytest.LogCaptureFixture) -> None:
+    source = BuggyOpen(failures=2)
+    errors: list[int] = []
+    ok = reopen(source, threading.Event(), Backoff(0.01, 0.02), on_error=lambda: errors.append(1))
+    assert ok and source.opens == 3
+    assert len(errors) == 2  # each one counted
+    failures = [r for r in caplog.records if "failed unexpectedly" in r.getMessage()]
+    assert len(failures) == 2
+    assert [bool(r.exc_info) for r in failures] == [True, False]  # one traceback

@@ -78,6 +78,8 @@ class Pipeline:
         self.metrics = metrics
         self._last_results: dict[str, Classification] = {}
         self.finished = threading.Event()
+        # Cameras whose capture thread died of a bug (not an end of stream): see `failed`.
+        self._crashed: list[str] = []
         self._engine_factory = engine_factory
         self._sinks = tuple(sinks)  # owned by the caller: never closed here
         self._config_dir = config_dir
@@ -172,6 +174,22 @@ class Pipeline:
                 state.snapshot_wanted = True
 
     @property
+    def failed(self) -> bool:
+        """True once a capture thread died of an unexpected exception (a bug).
+
+        Such a camera is not "ended": `finished` is not set because of it, and its stalled
+        `last_classified` trips the watchdog. `run` should treat this as a failure (exit 1).
+        """
+        with self._lock:
+            return bool(self._crashed)
+
+    @property
+    def crashed_cameras(self) -> tuple[str, ...]:
+        """The cameras whose capture thread died of an unexpected exception."""
+        with self._lock:
+            return tuple(self._crashed)
+
+    @property
     def last_results(self) -> dict[str, Classification]:
         """The newest result per camera (a copy: safe to iterate while workers run)."""
         return dict(self._last_results)
@@ -210,9 +228,14 @@ class Pipeline:
                 extra={"camera": camera.name, "seq": camera.seq, "stage": "capture"},
             )
             self.metrics.error(camera.name)
-        finally:
+            with self._lock:
+                self._crashed.append(camera.name)
+            # Not an end of stream: the camera does not count as ended, so `finished` is not
+            # set on its account (the queues stay open until stop()); `failed` tells.
             _close_quietly(camera.source)
-            self._capture_ended()
+            return
+        _close_quietly(camera.source)
+        self._capture_ended()
 
     def _capture_loop(self, camera: _Camera) -> None:
         source = camera.source
@@ -278,6 +301,7 @@ class Pipeline:
             self._stopping,
             backoff,
             on_retry=lambda: self.metrics.reconnect(camera.name),
+            on_error=lambda: self.metrics.error(camera.name),
         )
         camera.opened = opened
         return opened
@@ -434,14 +458,15 @@ class Pipeline:
         """None when the camera opened, else why not (its thread keeps retrying)."""
         try:
             camera.source.open()
-        except SourceError as error:
+        except Exception as error:  # SourceError, or a bug in open(): both are retried
             log.warning(
                 "camera %s: %s; retrying in the background",
                 camera.name,
-                error,
+                error if isinstance(error, SourceError) else repr(error),
+                exc_info=not isinstance(error, SourceError),
                 extra={"camera": camera.name, "stage": "capture"},
             )
-            return str(error)
+            return str(error) or repr(error)
         camera.opened = True
         return None
 

@@ -66,14 +66,20 @@ def reopen(
     stop: threading.Event,
     backoff: Backoff,
     on_retry: Callable[[], None] | None = None,
+    on_error: Callable[[], None] | None = None,
 ) -> bool:
     """Close `source` and open it again, waiting longer after each failure.
 
     Every attempt is logged and reported through `on_retry` (the pipeline counts them as
     reconnects). Returns True once open, False when `stop` was set first. The wait is on
     `stop`, so shutdown never waits out a long backoff.
+
+    An open() that raises something other than SourceError (a bug, or a library error the
+    source does not translate) is retried the same way: it is logged with its traceback the
+    first time only, and every one is reported through `on_error`.
     """
     attempt = 0
+    unexpected = 0
     fields = {"camera": source.name, "stage": "capture"}
     while not stop.is_set():
         delay = backoff.next_delay()
@@ -98,6 +104,19 @@ def reopen(
                 source.name,
                 attempt,
                 error,
+                extra=fields,
+            )
+            continue
+        except Exception as error:
+            unexpected += 1
+            if on_error is not None:
+                on_error()
+            log.warning(
+                "source %s: reopen attempt %d failed unexpectedly: %r",
+                source.name,
+                attempt,
+                error,
+                exc_info=unexpected == 1,  # one traceback, not one per attempt
                 extra=fields,
             )
             continue
