@@ -249,9 +249,13 @@ def test_no_labels_file_gives_index_labels() -> None:
 
 
 def test_missing_model(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match=r"not found: pass --model") as info:
+    with pytest.raises(ModelError, match=r"not found: ") as info:
         Engine(tmp_path / "nope.tflite", LABELS)
     assert info.value.exit_code == EXIT_UNAVAILABLE
+    # `run` has no --model: the advice names the config key for it, --model for the others.
+    assert "[model] path in the config (for run)" in str(info.value)
+    assert "--model (for classify and bench)" in str(info.value)
+    assert "pass --model" not in str(info.value)
 
 
 def test_truncated_model(tmp_path: Path) -> None:

@@ -592,3 +592,23 @@ def test_crashed_capture_thread_is_a_failure_not_an_end_of_stream() -> None:
     finally:
         assert pipeline.stop(5.0)
     assert pipeline.failed
+
+
+def test_camera_errors_name_the_camera_once(
+    tmp_path: Path, running: list[Pipeline], caplog: pytest.LogCaptureFixture
+) -> None:
+    gone = {"type": "opencv", "uri": str(tmp_path / "gone.mp4")}
+    pipeline = Pipeline(make_config({"a": gone}), engine_factory(), [], Metrics(), tmp_path)
+    with pytest.raises(SourceError) as raised:
+        pipeline.start()
+    assert str(raised.value).count("camera a:") == 1, raised.value
+    assert "camera a: camera a:" not in caplog.text
+    # A camera that fails alone: its warnings and reopen failures name it once too.
+    config = make_config({"a": gone, "photos": golden_images(loop=True)})
+    pipeline, _ = start(running, config, [Collect()])
+    assert wait_until(lambda: "reopen attempt 2 failed" in caplog.text)
+    assert pipeline.stop(5.0)
+    retrying = [r.getMessage() for r in caplog.records if "in the background" in r.getMessage()]
+    assert retrying and all(message.count("camera a:") == 1 for message in retrying), retrying
+    assert "camera a: camera a:" not in caplog.text
+    assert "camera a: reopen attempt 1 failed: video file" in caplog.text

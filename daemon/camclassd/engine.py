@@ -426,7 +426,8 @@ def _check_model_file(path: Path) -> None:
     """Fail early, with a fix, before the runtime says something vaguer (or crashes)."""
     if not path.exists():
         raise ModelError(
-            f"model file {path} not found: pass --model (or set [model] path) to a .tflite file"
+            f"model file {path} not found: point [model] path in the config (for run) or "
+            "--model (for classify and bench) at a .tflite file"
         )
     if path.is_dir():
         raise ModelError(f"model path {path} is a directory: give the .tflite file inside it")

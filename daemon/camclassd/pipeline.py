@@ -37,6 +37,7 @@ from camclassd.preprocess import Preprocessor
 from camclassd.results import Classification, LabelTracker, PublishPolicy, top_k
 from camclassd.sinks import Sink
 from camclassd.sources import Backoff, Source, open_source, reopen
+from camclassd.sources.base import describe
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +252,7 @@ class Pipeline:
                 log.warning(
                     "camera %s: read failed: %s",
                     camera.name,
-                    error,
+                    describe(camera.name, error),
                     extra={"camera": camera.name, "seq": camera.seq, "stage": "capture"},
                 )
                 self.metrics.error(camera.name)
@@ -462,11 +463,11 @@ class Pipeline:
             log.warning(
                 "camera %s: %s; retrying in the background",
                 camera.name,
-                error if isinstance(error, SourceError) else repr(error),
+                describe(camera.name, error),
                 exc_info=not isinstance(error, SourceError),
                 extra={"camera": camera.name, "stage": "capture"},
             )
-            return str(error) or repr(error)
+            return f"camera {camera.name}: {describe(camera.name, error)}"
         camera.opened = True
         return None
 

@@ -61,6 +61,16 @@ class Backoff:
         self._next = self.min_s
 
 
+def describe(name: str, error: BaseException) -> str:
+    """Why camera `name` failed, without the "camera NAME: " its own errors start with.
+
+    Sources name themselves in their errors (bench and classify show them as they are); a
+    caller that names the camera itself uses this so the prefix is not printed twice.
+    """
+    text = str(error) or repr(error)
+    return text.removeprefix(f"camera {name}: ")
+
+
 def reopen(
     source: Source,
     stop: threading.Event,
@@ -85,7 +95,7 @@ def reopen(
         delay = backoff.next_delay()
         attempt += 1
         log.warning(
-            "source %s: reopening in %.1f s (attempt %d)",
+            "camera %s: reopening in %.1f s (attempt %d)",
             source.name,
             delay,
             attempt,
@@ -100,10 +110,10 @@ def reopen(
             source.open()
         except SourceError as error:
             log.warning(
-                "source %s: reopen attempt %d failed: %s",
+                "camera %s: reopen attempt %d failed: %s",
                 source.name,
                 attempt,
-                error,
+                describe(source.name, error),
                 extra=fields,
             )
             continue
@@ -112,7 +122,7 @@ def reopen(
             if on_error is not None:
                 on_error()
             log.warning(
-                "source %s: reopen attempt %d failed unexpectedly: %r",
+                "camera %s: reopen attempt %d failed unexpectedly: %r",
                 source.name,
                 attempt,
                 error,
@@ -120,7 +130,7 @@ def reopen(
                 extra=fields,
             )
             continue
-        log.info("source %s: reopened after %d attempt(s)", source.name, attempt, extra=fields)
+        log.info("camera %s: reopened after %d attempt(s)", source.name, attempt, extra=fields)
         backoff.reset()
         return True
     return False
