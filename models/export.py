@@ -29,9 +29,10 @@ import hashlib
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import cv2
@@ -59,12 +60,14 @@ SEED = 20260101
 
 # ImageNet-1k class ids accepted for the golden samples.
 CAT_CLASSES = frozenset(range(281, 286))  # tabby, tiger cat, Persian, Siamese, Egyptian cat
-GOLDEN: dict[str, frozenset[int]] = {
-    "chelsea": CAT_CLASSES,
-    "coffee": frozenset({967}),  # espresso
-    "rocket": frozenset({657, 744}),  # missile, projectile
-    "motorcycle": frozenset({665, 670}),  # moped, motor scooter
-}
+GOLDEN: Mapping[str, frozenset[int]] = MappingProxyType(
+    {
+        "chelsea": CAT_CLASSES,
+        "coffee": frozenset({967}),  # espresso
+        "rocket": frozenset({657, 744}),  # missile, projectile
+        "motorcycle": frozenset({665, 670}),  # moped, motor scooter
+    }
+)
 
 Image = np.ndarray[Any, np.dtype[np.uint8]]
 FloatArray = np.ndarray[Any, np.dtype[np.float32]]

@@ -26,6 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TextIO
 
 import numpy as np
@@ -47,7 +48,7 @@ MIB = 2**20
 
 # The targets of DESIGN.md §5.
 TARGET_RAW_RATIO = 0.95
-TARGET_OVERHEAD_MS = {"small": 1.0, "large": 2.0}  # <= 640x480, larger
+TARGET_OVERHEAD_MS = MappingProxyType({"small": 1.0, "large": 2.0})  # <= 640x480, larger
 TARGET_HALF_P50 = 1.3
 TARGET_HALF_P99 = 2.0
 TARGET_HALF_SLACK_MS = 2.0

@@ -11,20 +11,23 @@ import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import MappingProxyType
 
 from camclassd import __version__
 from camclassd.config import DEFAULT_CONFIG_PATH
 from camclassd.errors import EXIT_FAILURE, CamclassdError
 
 # subcommand -> "module:function"; each function takes the parsed args and returns an exit code.
-_HANDLERS = {
-    "classify": "camclassd.classify:main",
-    "run": "camclassd.daemon:main",
-    "bench": "camclassd.bench:main",
-    "check-config": "camclassd.configfile:check_config_main",
-    "default-config": "camclassd.configfile:default_config_main",
-    "watch": "camclassd.mqtt.watch:main",
-}
+_HANDLERS = MappingProxyType(
+    {
+        "classify": "camclassd.classify:main",
+        "run": "camclassd.daemon:main",
+        "bench": "camclassd.bench:main",
+        "check-config": "camclassd.configfile:check_config_main",
+        "default-config": "camclassd.configfile:default_config_main",
+        "watch": "camclassd.mqtt.watch:main",
+    }
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,9 @@ from camclassd.errors import ModelError
 
 RUNTIME_ENV = "CAMCLASSD_RUNTIME"
 RUNTIMES = ("ai-edge-litert", "tflite-runtime")
-_RUNTIME_MODULES = {"ai-edge-litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime"}
+_RUNTIME_MODULES = MappingProxyType(
+    {"ai-edge-litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime"}
+)
 DELEGATES = ("none", "edgetpu")
 EDGETPU_LIBRARY = "libedgetpu.so.1"
 DEFAULT_MODEL_FILE = "efficientnet_lite0_uint8.tflite"

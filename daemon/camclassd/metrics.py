@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -26,16 +27,18 @@ FPS_HORIZON_S = 5.0  # fps is measured over the classifications of the last few 
 THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
 PI_THROTTLED = Path("/sys/devices/platform/soc/soc:firmware/get_throttled")
 # Bits of the Raspberry Pi firmware's get_throttled word.
-THROTTLE_BITS = {
-    "under_voltage": 0,
-    "freq_capped": 1,
-    "throttled": 2,
-    "soft_temp_limit": 3,
-    "under_voltage_occurred": 16,
-    "freq_capped_occurred": 17,
-    "throttled_occurred": 18,
-    "soft_temp_limit_occurred": 19,
-}
+THROTTLE_BITS = MappingProxyType(
+    {
+        "under_voltage": 0,
+        "freq_capped": 1,
+        "throttled": 2,
+        "soft_temp_limit": 3,
+        "under_voltage_occurred": 16,
+        "freq_capped_occurred": 17,
+        "throttled_occurred": 18,
+        "soft_temp_limit_occurred": 19,
+    }
+)
 
 
 class Window:

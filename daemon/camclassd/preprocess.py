@@ -5,8 +5,9 @@ Geometry functions are pure and work in pixel boxes (x1, y1, x2, y2), half-open.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import cv2
 import numpy as np
@@ -15,12 +16,14 @@ from camclassd.config import Crop, Interpolation
 
 Box = tuple[int, int, int, int]
 
-INTERPOLATIONS: dict[Interpolation, int] = {
-    "nearest": cv2.INTER_NEAREST,
-    "linear": cv2.INTER_LINEAR,
-    "area": cv2.INTER_AREA,
-    "cubic": cv2.INTER_CUBIC,
-}
+INTERPOLATIONS: Mapping[Interpolation, int] = MappingProxyType(
+    {
+        "nearest": cv2.INTER_NEAREST,
+        "linear": cv2.INTER_LINEAR,
+        "area": cv2.INTER_AREA,
+        "cubic": cv2.INTER_CUBIC,
+    }
+)
 
 
 def center_square(width: int, height: int) -> Box:

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, ParamSpec, cast
 
 import paho.mqtt.client as mqtt
@@ -67,13 +68,15 @@ SESSION_FIELDS = (
     "tls",
 )
 # CONNACK reason codes worth a hint (MQTT 5 numbering; paho maps 3.1.1 codes onto them).
-REFUSAL_HINTS = {
-    132: "set mqtt.protocol = '3.1.1' for this broker",
-    133: "check mqtt.client_id",
-    134: "check mqtt.username and the password file",
-    135: "check mqtt.username and the password file",
-    138: "the broker banned this client",
-}
+REFUSAL_HINTS = MappingProxyType(
+    {
+        132: "set mqtt.protocol = '3.1.1' for this broker",
+        133: "check mqtt.client_id",
+        134: "check mqtt.username and the password file",
+        135: "check mqtt.username and the password file",
+        138: "the broker banned this client",
+    }
+)
 
 
 def read_password(config: MQTTConfig) -> str | None:

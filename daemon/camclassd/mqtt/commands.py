@@ -10,8 +10,9 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from camclassd.mqtt.payloads import reply_payload
@@ -19,13 +20,15 @@ from camclassd.mqtt.topics import COMMANDS
 
 log = logging.getLogger(__name__)
 
-ALLOWED_KEYS: dict[str, frozenset[str]] = {
-    "pause": frozenset({"id"}),
-    "resume": frozenset({"id"}),
-    "status": frozenset({"id"}),
-    "reload": frozenset({"id"}),
-    "snapshot": frozenset({"id", "camera"}),
-}
+ALLOWED_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        "pause": frozenset({"id"}),
+        "resume": frozenset({"id"}),
+        "status": frozenset({"id"}),
+        "reload": frozenset({"id"}),
+        "snapshot": frozenset({"id", "camera"}),
+    }
+)
 MAX_ID_CHARS = 128
 MAX_SAFE_INT = 2**53  # larger ids would not survive a JavaScript (Node-RED) round trip
 CAMERA_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
