@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 import tomllib
 import types
 import typing
@@ -60,8 +62,24 @@ def test_all_examples_are_shipped() -> None:
     assert (CONFIG_DIR / "camclassd.toml").exists()
 
 
+def usable_here(path: Path, tmp_path: Path) -> Path:
+    """`path`, or a copy whose MQTT password file (which must exist where the config is used:
+    load_config checks) is a stand-in in tmp_path when this machine has none."""
+    text = path.read_text(encoding="utf-8")
+    system_password = "/etc/camclassd/mqtt_password"
+    if system_password not in text or Path(system_password).exists():
+        return path
+    (tmp_path / "mqtt_password").write_text("hunter2\n")
+    copy = tmp_path / path.name
+    copy.write_text(text.replace(system_password, str(tmp_path / "mqtt_password")))
+    return copy
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(CONFIG_DIR)))
-def test_shipped_config_validates(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_shipped_config_validates(
+    path: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = usable_here(path, tmp_path)
     config = load_config(path)
     assert config.cameras
     assert cli.main(["check-config", str(path)]) == 0
@@ -130,6 +148,7 @@ def test_relative_paths_are_resolved_against_the_config_dir(tmp_path: Path) -> N
         '[cameras.a]\ntype = "images"\npath = "photos/*.jpg"\n'
         '[mqtt]\npassword_file = "secret"\n'
     )
+    (tmp_path / "sub" / "secret").write_text("pw\n")  # checked: it must exist, there
     config = load_config(path)
     assert config.model.path == tmp_path / "m" / "x.tflite"
     assert config.model.labels == Path("/abs/labels.txt")
@@ -359,8 +378,12 @@ def test_unreadable_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "not UTF-8" in capsys.readouterr().err
 
 
-def test_summary_hides_secrets(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["check-config", str(CONFIG_DIR / "examples" / "rtsp-camera.toml")]) == 0
+def test_summary_hides_secrets(
+    capsys: pytest.CaptureFixture[str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # (not tmp_path: its name, from this test's, holds the word "secret")
+    path = usable_here(CONFIG_DIR / "examples" / "rtsp-camera.toml", tmp_path_factory.mktemp("c"))
+    assert cli.main(["check-config", str(path)]) == 0
     out = capsys.readouterr().out
     assert "secret" not in out
     assert "rtsp://viewer:***@192.168.1.64" in out
@@ -656,3 +679,87 @@ def test_secret_values_are_never_shown(tmp_path: Path, capsys: pytest.CaptureFix
     assert "mqtt.client_secret = *** (line 4)" in out, out
     for secret in ("hunter2", "abc123xyz", "= 7"):
         assert secret not in out, out
+
+
+# ---- files the config points at ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A self-signed certificate (its own CA) and its key, made with the openssl CLI."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key",
+         "-out", "client.crt", "-days", "2", "-subj", "/CN=camclassd test"],
+        check=True, capture_output=True, cwd=d,
+    )  # fmt: skip
+    (d / "junk.pem").write_text("not a certificate\n")
+    (d / "password").write_text("hunter2\n")
+    return {name: d / name for name in ("client.crt", "client.key", "junk.pem", "password")}
+
+
+def _mqtt(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "camclassd.toml"
+    path.write_text('[mqtt]\nhost = "localhost"\n' + body, encoding="utf-8")
+    return path
+
+
+def test_used_password_and_tls_files_that_work_pass(
+    tmp_path: Path, tls_files: dict[str, Path]
+) -> None:
+    path = _mqtt(
+        tmp_path,
+        f'password_file = "{tls_files["password"]}"\n[mqtt.tls]\nenabled = true\n'
+        f'ca_file = "{tls_files["client.crt"]}"\ncert_file = "{tls_files["client.crt"]}"\n'
+        f'key_file = "{tls_files["client.key"]}"\n',
+    )
+    assert load_config(path).mqtt.tls.enabled
+    # Files that are not used are not checked.
+    off = _mqtt(tmp_path, 'enabled = false\npassword_file = "nope"\n')
+    assert load_config(off).mqtt.password_file == tmp_path / "nope"
+
+
+def test_missing_password_file_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _mqtt(tmp_path, 'password_file = "mqtt_password"\n')
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    message = str(raised.value)
+    assert raised.value.exit_code == EXIT_CONFIG
+    assert f'mqtt.password_file = "{tmp_path / "mqtt_password"}"' in message, message
+    assert "No such file" in message
+    assert cli.main(["check-config", str(path)]) == EXIT_CONFIG  # not "OK"
+    assert "OK" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("tls", "key"),
+    [
+        ({"ca_file": "missing-ca.pem"}, "mqtt.tls.ca_file"),
+        ({"ca_file": "junk.pem"}, "mqtt.tls.ca_file"),
+        ({"cert_file": "client.crt", "key_file": "missing.key"}, "mqtt.tls.key_file"),
+        ({"cert_file": "junk.pem", "key_file": "client.key"}, "mqtt.tls.cert_file"),
+        ({"cert_file": "client.crt", "key_file": "junk.pem"}, "mqtt.tls.cert_file"),
+    ],
+    ids=["missing-ca", "junk-ca", "missing-key", "junk-cert", "junk-key"],
+)
+def test_missing_or_junk_tls_files_are_config_errors(
+    tmp_path: Path, tls_files: dict[str, Path], tls: dict[str, str], key: str
+) -> None:
+    for name in ("client.crt", "client.key", "junk.pem"):
+        shutil.copy(tls_files[name], tmp_path / name)
+    lines = "".join(f'{k} = "{v}"\n' for k, v in tls.items())
+    path = _mqtt(tmp_path, f"[mqtt.tls]\nenabled = true\n{lines}")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    message = str(raised.value)
+    assert f"  - {key} = " in message, message
+    named = tls.get(key.rsplit(".", 1)[-1], next(iter(tls.values())))
+    assert str(tmp_path / named) in message, message
+    # `run` fails the same way, with exit 78, before starting anything.
+    result = run_cli("run", "--config", str(path), timeout=60)
+    assert result.returncode == EXIT_CONFIG, result.stderr
+    assert key in result.stderr

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import re
+import ssl
 import sys
 import textwrap
 import tomllib
@@ -75,9 +76,65 @@ def load_config(path: Path, overrides: Sequence[str] = ()) -> Config:
         raise ConfigError(f"{path}: not UTF-8 text (byte {error.start})") from None
     except OSError as error:
         raise ConfigError(f"{path}: cannot be read: {error.strerror or error}") from None
-    return parse_config(
+    config = parse_config(
         text, source=str(path), config_dir=path.resolve().parent, overrides=overrides
     )
+    problems = file_problems(config)
+    if problems:
+        count = len(problems)
+        header = f"{path}: {count} error{'s' if count != 1 else ''}:"
+        raise ConfigError("\n".join([header, *(f"  - {problem}" for problem in problems)]))
+    return config
+
+
+def file_problems(config: Config) -> list[str]:
+    """What is wrong with the MQTT password and TLS files, one line each (key path first).
+
+    `run` would only find out when it connects (or, for TLS, abort); checking here makes
+    `check-config` say so and `run` exit 78 before starting anything. Only files that are
+    used are checked: the password file when MQTT is on, the TLS files when TLS is on too.
+    """
+    mqtt = config.mqtt
+    if not mqtt.enabled:
+        return []
+    problems: list[str] = []
+
+    def readable(key: str, path: Path | None) -> bool:
+        if path is None:
+            return True
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as error:
+            problems.append(f"{key} = {_show(str(path))}: cannot read {path}: {error.strerror}")
+            return False
+        return True
+
+    readable("mqtt.password_file", mqtt.password_file)
+    tls = mqtt.tls
+    if not tls.enabled:
+        return problems
+    ca_ok = readable("mqtt.tls.ca_file", tls.ca_file)
+    pair_ok = readable("mqtt.tls.cert_file", tls.cert_file)
+    pair_ok = readable("mqtt.tls.key_file", tls.key_file) and pair_ok
+    try:
+        context = ssl.create_default_context(cafile=tls.ca_file if ca_ok else None)
+    except (ssl.SSLError, ValueError, OSError) as error:
+        problems.append(
+            f"mqtt.tls.ca_file = {_show(str(tls.ca_file))}: {tls.ca_file} holds no usable "
+            f"CA certificate (PEM): {error}"
+        )
+        context = ssl.create_default_context()
+    if pair_ok and tls.cert_file is not None and tls.key_file is not None:
+        try:
+            context.load_cert_chain(tls.cert_file, tls.key_file)
+        except (ssl.SSLError, ValueError, OSError) as error:
+            problems.append(
+                f"mqtt.tls.cert_file = {_show(str(tls.cert_file))}: the certificate "
+                f"{tls.cert_file} and key {tls.key_file} do not load together (PEM, "
+                f"unencrypted key of that certificate): {error}"
+            )
+    return problems
 
 
 def parse_config(
