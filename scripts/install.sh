@@ -9,7 +9,8 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-PREFIX=/opt/camclassd
+DEFAULT_PREFIX=/opt/camclassd
+PREFIX=$DEFAULT_PREFIX
 DESTDIR=""
 PYTHON=python3
 DO_APT=1
@@ -158,6 +159,14 @@ install -d -m 0755 "$ETC"
 # The MQTT password goes in $ETC/mqtt/password; the unit loads the directory as a credential.
 install -d -m 0700 "$ETC/mqtt"
 default=$REPO/config/camclassd.toml
+if [ "$PREFIX" != "$DEFAULT_PREFIX" ]; then
+  # The shipped default points [model] path and labels at $DEFAULT_PREFIX/models: with
+  # another prefix the models are elsewhere, so the default installed (a fresh config, or the
+  # .dist next to an edited one, which is never touched) points at $PREFIX/models instead.
+  default_tmp=$(mktemp)
+  sed "s|\"$DEFAULT_PREFIX/models/|\"$PREFIX/models/|" "$REPO/config/camclassd.toml" >"$default_tmp"
+  default=$default_tmp
+fi
 config=$ETC/camclassd.toml
 installed_default=$SHARE/camclassd.toml.default  # the default as this script last installed it
 # The file may hold an RTSP URL with a camera password: readable by the service, not by all.
@@ -182,6 +191,9 @@ else
   fi
 fi
 put 0644 "$default" "$installed_default" || true
+if [ -n "${default_tmp:-}" ]; then
+  rm -f "$default_tmp"
+fi
 
 # --- 6. the unit -------------------------------------------------------------------------------
 unit_tmp=$(mktemp)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from camclassd.configfile import parse_config
 from tests.conftest import REPO
 
 INSTALL = REPO / "scripts" / "install.sh"
@@ -107,6 +108,32 @@ def test_prefix_is_written_into_the_unit(tmp_path: Path) -> None:
     assert "ExecStart=/usr/local/camclassd/venv/bin/camclassd run" in unit
     assert "/opt/camclassd" not in unit
     assert (root / "usr/local/camclassd/models/imagenet_labels.txt").exists()
+
+
+def test_prefix_is_written_into_a_fresh_config_only(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    install(root, "--skip-pip", "--prefix", "/usr/local/camclassd")
+    config_file = root / "etc/camclassd/camclassd.toml"
+    model = parse_config(config_file.read_text()).model
+    # The service would exit 69 on a model path the prefix does not hold.
+    assert model.path == Path("/usr/local/camclassd/models/efficientnet_lite0_uint8.tflite")
+    assert model.labels == Path("/usr/local/camclassd/models/imagenet_labels.txt")
+    for path in (model.path, model.labels):
+        assert (root / path.relative_to("/")).is_file(), path
+    assert "/opt/camclassd/models" not in config_file.read_text()
+    # Unchanged otherwise, and a second run changes nothing.
+    shipped = DEFAULT_CONFIG.read_text().replace('"/opt/camclassd/', '"/usr/local/camclassd/')
+    assert config_file.read_text() == shipped
+    before = snapshot(root)
+    assert "wrote" not in install(root, "--skip-pip", "--prefix", "/usr/local/camclassd").stdout
+    assert snapshot(root) == before
+    # An edited config is never touched; the .dist next to it has the prefix.
+    edited = config_file.read_text().replace('host = "localhost"', 'host = "broker.lan"')
+    edited = edited.replace("/usr/local/camclassd/models/", "/srv/models/")
+    config_file.write_text(edited)
+    install(root, "--skip-pip", "--prefix", "/usr/local/camclassd")
+    assert config_file.read_text() == edited
+    assert (root / "etc/camclassd/camclassd.toml.dist").read_text() == shipped
 
 
 def test_uninstall_removes_what_install_added(tmp_path: Path) -> None:
