@@ -19,6 +19,9 @@ DO_USER=1
 DO_PIP=1
 PIP_ARGS=()
 SERVICE_USER=camclassd
+# The unit's SupplementaryGroups=. Not 'render' (/dev/dri): the unit's DevicePolicy does not
+# allow it anyway (docs/systemd.md).
+SERVICE_GROUPS=(video)
 
 usage() {
   cat <<EOF
@@ -145,8 +148,8 @@ if [ "$DO_USER" = 1 ]; then
       --shell /usr/sbin/nologin --comment "camclassd camera classifier" "$SERVICE_USER"
     say "created system user $SERVICE_USER"
   fi
-  for group in video render; do
-    # Camera devices (/dev/video*, /dev/media*, /dev/dma_heap/*) belong to 'video'.
+  # Camera devices (/dev/video*, /dev/media*, /dev/dma_heap/*) belong to 'video'.
+  for group in "${SERVICE_GROUPS[@]}"; do
     if getent group "$group" >/dev/null && ! id -nG "$SERVICE_USER" | grep -qw "$group"; then
       usermod -a -G "$group" "$SERVICE_USER"
       say "added $SERVICE_USER to group $group"

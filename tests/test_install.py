@@ -136,6 +136,27 @@ def test_prefix_is_written_into_a_fresh_config_only(tmp_path: Path) -> None:
     assert (root / "etc/camclassd/camclassd.toml.dist").read_text() == shipped
 
 
+def test_user_groups_are_the_units_supplementary_groups() -> None:
+    """install.sh gives the user the groups the unit asks for, and no more (docs/systemd.md:
+    no 'render', /dev/dri is outside the unit's DevicePolicy)."""
+    unit = (REPO / "systemd/camclassd.service").read_text().splitlines()
+    unit_groups = {
+        group
+        for line in unit
+        if line.startswith("SupplementaryGroups=")
+        for group in line.partition("=")[2].split()
+    }
+    script = INSTALL.read_text()
+    assert 'for group in "${SERVICE_GROUPS[@]}"; do' in script
+    lists = [
+        line.partition("=(")[2].rstrip(")").split()
+        for line in script.splitlines()
+        if line.startswith("SERVICE_GROUPS=(")
+    ]
+    assert len(lists) == 1, lists
+    assert set(lists[0]) == unit_groups == {"video"}
+
+
 def test_uninstall_removes_what_install_added(tmp_path: Path) -> None:
     root = tmp_path / "root"
     install(root, "--skip-pip")
