@@ -24,7 +24,7 @@ from camclassd import __version__
 from camclassd.config import Config
 from camclassd.configfile import load_config
 from camclassd.engine import Engine
-from camclassd.errors import EXIT_OK, ConfigError, UsageError
+from camclassd.errors import EXIT_FAILURE, EXIT_OK, ConfigError, UsageError
 from camclassd.metrics import Metrics
 from camclassd.mqtt.client import MqttService, read_password
 from camclassd.pipeline import Pipeline
@@ -101,12 +101,13 @@ class Daemon:
                 config.model.path.name,
                 ", ".join(self.pipeline_cameras(config)),
             )
-            self._tick_until_stopped(max_frames)
+            exit_code = self._tick_until_stopped(max_frames)
         finally:
             self._shutdown()  # also on an unexpected error: never leave threads running
-        return EXIT_OK
+        return exit_code
 
-    def _tick_until_stopped(self, max_frames: int | None) -> None:
+    def _tick_until_stopped(self, max_frames: int | None) -> int:
+        """Tick until asked to stop or done; the exit code (1: a capture thread crashed)."""
         assert self.config is not None and self.metrics is not None
         watchdog_every = self.notifier.watchdog_interval()
         tick = TICK_S if watchdog_every is None else min(TICK_S, watchdog_every)
@@ -127,12 +128,18 @@ class Daemon:
             if now >= next_metrics:
                 next_metrics = now + self.config.metrics.interval_s
                 self._publish_metrics()
+            if pipeline.failed:
+                # A bug, not a camera outage: exit 1 so that systemd restarts us now rather
+                # than after the watchdog timeout.
+                log.error("a capture thread crashed; exiting so that the service restarts")
+                return EXIT_FAILURE
             if pipeline.finished.is_set():
                 log.info("all sources ended; stopping")
                 break
             if max_frames is not None and self.metrics.classified_total() >= max_frames:
                 log.info("classified %d frames (--max-frames); stopping", max_frames)
                 break
+        return EXIT_OK
 
     def _shutdown(self) -> None:
         self.notifier.stopping()
