@@ -15,7 +15,7 @@ import pytest
 from camclassd.config import Config
 from camclassd.mqtt.client import MqttService
 from tests.broker import Mosquitto
-from tests.test_mqtt_client import RecordingTarget, Subscriber
+from tests.mqtt_helpers import RecordingTarget, Subscriber
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = REPO / "models"

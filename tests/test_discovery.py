@@ -12,8 +12,8 @@ from camclassd.mqtt.client import MqttService
 from camclassd.mqtt.discovery import discovery_configs, removed_topics
 from camclassd.mqtt.payloads import classification_payload, metrics_payload, mqtt_counters
 from tests.broker import Mosquitto
+from tests.mqtt_helpers import Subscriber
 from tests.test_mqtt_client import (
-    Subscriber,
     make_config,
     make_result,
     sample_metrics,

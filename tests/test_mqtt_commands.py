@@ -20,9 +20,8 @@ from paho.mqtt.properties import Properties
 from camclassd.mqtt.client import MqttService
 from camclassd.mqtt.commands import Command, CommandError, CommandHandler, parse_command
 from tests.broker import Mosquitto
+from tests.mqtt_helpers import RecordingTarget, Subscriber
 from tests.test_mqtt_client import (
-    RecordingTarget,
-    Subscriber,
     make_config,
     make_result,
     topic_is,

@@ -26,10 +26,10 @@ from camclassd.mqtt.payloads import (
 from camclassd.mqtt.store import Pending, Store
 from camclassd.mqtt.topics import Topics
 from camclassd.results import Classification, Prediction
+from tests.mqtt_helpers import RecordingTarget
 from tests.test_mqtt_client import (
     SCHEMAS,
     TOP3,
-    RecordingTarget,
     make_result,
     sample_metrics,
     schema,
