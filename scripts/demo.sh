@@ -8,7 +8,7 @@ scripts/setup.sh
 
 workdir=$(mktemp -d)
 port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$port" > "$workdir/mosquitto.conf"
+printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n' "$port" > "$workdir/mosquitto.conf"
 mosquitto_bin=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 "$mosquitto_bin" -c "$workdir/mosquitto.conf" >"$workdir/mosquitto.log" 2>&1 &
 broker=$!

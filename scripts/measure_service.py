@@ -88,6 +88,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="latency sampling time")
     parser.add_argument("--outage", type=float, default=3.0, help="broker outage length")
+    parser.add_argument("--verbose", action="store_true", help="print every result's latency")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="camclassd-measure-"))
     broker = Mosquitto(work / "broker")
@@ -113,6 +114,12 @@ def main() -> int:
             for m in sub.on("/classification")
         ]
         latency_ms = np.array(received) * 1000
+        if args.verbose:
+            for message, ms in zip(sub.on("/classification"), latency_ms, strict=True):
+                payload = message.json()
+                print(
+                    payload["seq"], payload["top"][0]["label"], f"{ms:.1f}", payload["latency_ms"]
+                )
 
         hup = time.monotonic()
         proc.signal(signal.SIGHUP)

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import math
 import os
+import socket
 import ssl
 import threading
 import time
@@ -125,6 +126,13 @@ class _Client(mqtt.Client):
             raise
 
 
+def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
+    """Turn Nagle's algorithm off: paho does not. With it on, a result published right after
+    another message (the metrics) waited for the broker's delayed ACK: measured here, up to
+    40 ms at a subscriber, against 0.8 ms without."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def _guarded(callback: Callable[P, None]) -> Callable[P, None]:
     """paho re-raises a callback's exception in its network thread, which ends the thread and
     with it every reconnect: log it instead."""
@@ -206,6 +214,7 @@ class MqttService:
             )
         if mc.tls.enabled:
             self._set_tls(client, mc)
+        client.on_socket_open = _guarded(_no_delay)
         client.on_connect = _guarded(self._on_connect)
         client.on_connect_fail = _guarded(self._on_connect_fail)
         client.on_disconnect = _guarded(self._on_disconnect)
