@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
+
+# mosquitto started as root drops to the mosquitto user before it reads password, CA and key
+# files; those in pytest's private temp directories are then unreadable.
+KEEP_USER = "user root\n" if os.geteuid() == 0 else ""
 
 
 def free_port() -> int:

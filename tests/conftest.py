@@ -4,6 +4,7 @@ MQTT services and subscribers that are closed at the end of a test."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -14,7 +15,7 @@ import pytest
 
 from camclassd.config import Config
 from camclassd.mqtt.client import MqttService
-from tests.broker import Mosquitto
+from tests.broker import KEEP_USER, Mosquitto, free_port
 from tests.mqtt_helpers import RecordingTarget, Subscriber
 
 REPO = Path(__file__).resolve().parent.parent
@@ -98,3 +99,78 @@ def run_cli(*args: str, timeout: float = 60, **kwargs: object) -> subprocess.Com
         check=False,
         **kwargs,  # type: ignore[call-overload]
     )
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A CA and a server certificate for 'localhost' only, made with the openssl CLI."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    d = tmp_path_factory.mktemp("certs")
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=camclassd test CA",
+    )
+    run(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    )
+    (d / "ext.cnf").write_text("subjectAltName=DNS:localhost\n")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    )
+    return {name: d / name for name in ("ca.crt", "server.crt", "server.key")}
+
+
+@pytest.fixture
+def tls_broker(tmp_path: Path, certificates: dict[str, Path]) -> Iterator[Mosquitto]:
+    port = free_port()
+    server = Mosquitto(
+        tmp_path / "tls",
+        port=port,
+        extra_config=(
+            f"{KEEP_USER}listener {port} 127.0.0.1\nallow_anonymous true\n"
+            f"cafile {certificates['ca.crt']}\ncertfile {certificates['server.crt']}\n"
+            f"keyfile {certificates['server.key']}"
+        ),
+    )
+    server.start()
+    yield server
+    server.stop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import tomllib
 import types
 import typing
@@ -685,16 +684,13 @@ def test_secret_values_are_never_shown(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 @pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A self-signed certificate (its own CA) and its key, made with the openssl CLI."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
+def tls_files(
+    tmp_path_factory: pytest.TempPathFactory, certificates: dict[str, Path]
+) -> dict[str, Path]:
+    """The test certificate and key (made by conftest with openssl), junk and a password."""
     d = tmp_path_factory.mktemp("tls")
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key",
-         "-out", "client.crt", "-days", "2", "-subj", "/CN=camclassd test"],
-        check=True, capture_output=True, cwd=d,
-    )  # fmt: skip
+    shutil.copy(certificates["server.crt"], d / "client.crt")
+    shutil.copy(certificates["server.key"], d / "client.key")
     (d / "junk.pem").write_text("not a certificate\n")
     (d / "password").write_text("hunter2\n")
     return {name: d / name for name in ("client.crt", "client.key", "junk.pem", "password")}

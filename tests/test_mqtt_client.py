@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import signal
 import socket
 import statistics
@@ -29,7 +28,7 @@ from camclassd.config import Config
 from camclassd.errors import ConfigError
 from camclassd.mqtt.client import MqttService, read_password
 from camclassd.results import Classification, Prediction
-from tests.broker import Mosquitto, free_port
+from tests.broker import KEEP_USER, Mosquitto, free_port
 from tests.mqtt_helpers import RecordingTarget, Subscriber
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "docs" / "schemas"
@@ -546,7 +545,6 @@ def auth_broker(tmp_path: Path) -> Iterator[Mosquitto]:
 
 # As root, mosquitto drops to the 'mosquitto' user before reading the password file, which then
 # cannot read files in pytest's private tmp dirs; as another user the option has no effect.
-KEEP_USER = "user root\n" if os.geteuid() == 0 else ""
 
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
@@ -591,81 +589,6 @@ def test_right_password_connects(
     )
     assert wait_until(lambda: service.connected, timeout=5), service.state
     assert "right-password" not in caplog.text
-
-
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A CA and a server certificate for 'localhost' only, made with the openssl CLI."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    d = tmp_path_factory.mktemp("certs")
-
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
-
-    run(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=camclassd test CA",
-    )
-    run(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    )
-    (d / "ext.cnf").write_text("subjectAltName=DNS:localhost\n")
-    run(
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    )
-    return {name: d / name for name in ("ca.crt", "server.crt", "server.key")}
-
-
-@pytest.fixture
-def tls_broker(tmp_path: Path, certificates: dict[str, Path]) -> Iterator[Mosquitto]:
-    port = free_port()
-    server = Mosquitto(
-        tmp_path / "tls",
-        port=port,
-        extra_config=(
-            f"{KEEP_USER}listener {port} 127.0.0.1\nallow_anonymous true\n"
-            f"cafile {certificates['ca.crt']}\ncertfile {certificates['server.crt']}\n"
-            f"keyfile {certificates['server.key']}"
-        ),
-    )
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_tls_listener_with_test_made_certificates(
