@@ -8,12 +8,13 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from camclassd.cli import build_parser
-from camclassd.errors import UnavailableError
+from camclassd.errors import UnavailableError, UsageError
 from camclassd.mqtt.client import MqttService
 from camclassd.mqtt.watch import CLEAR_HOME, Board, main, render_table
 from tests.broker import Mosquitto, free_port
@@ -129,3 +130,31 @@ def test_render_table_pure() -> None:
     assert lines[2].split() == ["pi-door", "back", "-", "-", "-", "30.0", "1.5s"]
     assert lines[3].split() == ["pi-door", "front", "espresso", "93%", "12.0", "ms", "30.0", "2.5s"]
     assert "waiting" in render_table(Board(), now=0.0)
+
+
+def test_watch_over_tls(
+    tls_broker: Mosquitto,
+    certificates: dict[str, Path],
+    service_factory: Callable[..., MqttService],
+) -> None:
+    tls = {"enabled": True, "ca_file": str(certificates["ca.crt"])}
+    config = make_config(tls_broker.port, host="localhost", tls=tls)
+    service = service_factory(config)
+    assert wait_until(lambda: service.connected, timeout=5), service.state
+    args = build_parser().parse_args(
+        ["watch", "--host", "localhost", "--port", str(tls_broker.port), "--count", "2",
+         "--ca-file", str(certificates["ca.crt"])]
+    )  # fmt: skip
+    out = io.StringIO()
+    thread, codes = run_watch(args, out)
+    publish_until_done(service, thread)
+    assert codes == [0]
+    assert len(out.getvalue().splitlines()) == 2
+
+
+def test_watch_with_an_unloadable_ca_file_says_so(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    args = watch_args(free_port(), "--ca-file", str(junk))
+    with pytest.raises(UsageError, match="--ca-file"):
+        main(args, io.StringIO())

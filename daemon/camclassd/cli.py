@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="+", help="device id (default: all devices)")
     p.add_argument("--username", default="")
     p.add_argument("--password-file", type=Path, default=None)
+    p.add_argument("--tls", action="store_true", help="connect with TLS (the system's CAs)")
+    p.add_argument("--ca-file", type=Path, default=None, help="CA certificate; implies --tls")
     p.add_argument("--json", action="store_true", help="JSON lines (default when piped)")
     p.add_argument("--count", type=int, default=None, help="exit after N messages")
     return parser

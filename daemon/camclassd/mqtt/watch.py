@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import queue
+import ssl
 import sys
 import time
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from camclassd.errors import EXIT_FAILURE, EXIT_OK, ConfigError, UnavailableError
+from camclassd.errors import EXIT_FAILURE, EXIT_OK, ConfigError, UnavailableError, UsageError
 
 CLEAR_HOME = "\x1b[H\x1b[2J"
 REFRESH_S = 1.0
@@ -120,6 +121,11 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
     )
     if args.username:
         client.username_pw_set(args.username, _read_password(args.password_file))
+    if args.tls or args.ca_file is not None:
+        try:
+            client.tls_set(ca_certs=str(args.ca_file) if args.ca_file is not None else None)
+        except (OSError, ssl.SSLError) as error:
+            raise UsageError(f"--ca-file {args.ca_file}: cannot load it: {error}") from None
     client.on_connect = on_connect
     client.on_message = on_message
     try:
