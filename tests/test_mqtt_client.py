@@ -591,15 +591,23 @@ def test_right_password_connects(
     assert "right-password" not in caplog.text
 
 
+def connected_over_tls(
+    port: int, ca_file: Path, service_factory: Callable[..., MqttService]
+) -> MqttService:
+    """A service connected to the test TLS broker as 'localhost' (the certificate's name)."""
+    tls = {"enabled": True, "ca_file": str(ca_file)}
+    service = service_factory(make_config(port, host="localhost", tls=tls))
+    assert wait_until(lambda: service.connected, timeout=5), service.state
+    return service
+
+
 def test_tls_listener_with_test_made_certificates(
     tls_broker: Mosquitto,
     certificates: dict[str, Path],
     service_factory: Callable[..., MqttService],
 ) -> None:
-    tls = {"enabled": True, "ca_file": str(certificates["ca.crt"])}
-    config = make_config(tls_broker.port, host="localhost", tls=tls)
-    service = service_factory(config)
-    assert wait_until(lambda: service.connected, timeout=5), service.state
+    service = connected_over_tls(tls_broker.port, certificates["ca.crt"], service_factory)
+    assert service.state == "connected"
 
 
 def test_tls_verifies_the_host_name_unless_insecure(

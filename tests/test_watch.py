@@ -19,6 +19,7 @@ from camclassd.mqtt.client import MqttService
 from camclassd.mqtt.watch import CLEAR_HOME, Board, main, render_table
 from tests.broker import Mosquitto, free_port
 from tests.test_mqtt_client import (
+    connected_over_tls,
     make_config,
     make_result,
     sample_metrics,
@@ -137,10 +138,7 @@ def test_watch_over_tls(
     certificates: dict[str, Path],
     service_factory: Callable[..., MqttService],
 ) -> None:
-    tls = {"enabled": True, "ca_file": str(certificates["ca.crt"])}
-    config = make_config(tls_broker.port, host="localhost", tls=tls)
-    service = service_factory(config)
-    assert wait_until(lambda: service.connected, timeout=5), service.state
+    service = connected_over_tls(tls_broker.port, certificates["ca.crt"], service_factory)
     args = build_parser().parse_args(
         ["watch", "--host", "localhost", "--port", str(tls_broker.port), "--count", "2",
          "--ca-file", str(certificates["ca.crt"])]
