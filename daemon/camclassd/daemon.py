@@ -45,12 +45,6 @@ def main(args: argparse.Namespace) -> int:
     return daemon.run(max_frames=args.max_frames)
 
 
-def resolve(config_dir: Path, path: Path) -> Path:
-    """Relative paths in the config are relative to the config file's directory."""
-    path = path.expanduser()
-    return path if path.is_absolute() else (config_dir / path).resolve()
-
-
 class Daemon:
     """Owns the running pieces and is the target of MQTT commands (see mqtt.commands)."""
 
@@ -166,13 +160,11 @@ class Daemon:
         return config, digest
 
     def _build_pipeline(self, config: Config, first_seq: dict[str, int] | None = None) -> Pipeline:
-        model = config.model
-        model_path = resolve(self.config_dir, model.path)
-        labels_path = resolve(self.config_dir, model.labels)
+        model = config.model  # load_config made its paths absolute
 
         def engine_factory() -> Engine:
             return Engine(
-                model_path, labels_path, num_threads=model.num_threads, delegate=model.delegate
+                model.path, model.labels, num_threads=model.num_threads, delegate=model.delegate
             )
 
         assert self.metrics is not None
