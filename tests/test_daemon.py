@@ -446,3 +446,34 @@ def test_a_burst_of_reload_commands_keeps_the_daemon_running(
         count = len(sub.on("/front/classification"))
         sub.wait_count("/front/classification", count + 3)
         assert proc.alive()
+
+
+def test_a_reload_keeps_a_paused_daemon_paused(tmp_path: Path, broker: Mosquitto) -> None:
+    config, device = make_config(tmp_path, broker.port, fps=20)
+    base = f"camclassd/{device}"
+    with collector(broker.host, broker.port, [f"{base}/#"]) as sub, daemon(config) as proc:
+        sub.wait_count("/front/classification", 2)
+        sub.client.publish(f"{base}/cmd/pause", b"{}", qos=1)
+        sub.wait_count("/cmd/pause/reply", 1)
+        time.sleep(0.3)  # a frame already in flight may still land
+        count = len(sub.on("/front/classification"))
+        sub.client.publish(f"{base}/cmd/reload", b"{}", qos=1)
+        (reply,) = sub.wait_count("/cmd/reload/reply", 1)
+        assert reply.json()["ok"] is True, reply.json()
+        assert reply.json()["result"]["state"] == "paused"
+        time.sleep(1.0)
+        assert len(sub.on("/front/classification")) == count, "classified while paused"
+        assert proc.alive()
+
+
+def test_reload_after_the_daemon_stopped_is_refused_at_once(tmp_path: Path) -> None:
+    """In-process: a reload that arrives during or after shutdown must not wait 120 s."""
+    from camclassd.daemon import Daemon  # noqa: PLC0415 (the module loads the runtime)
+
+    config = offline_config(tmp_path / "camclassd.toml", SAMPLES)
+    stopped = Daemon(config)
+    assert stopped.run(max_frames=2) == 0
+    started = time.monotonic()
+    assert stopped.reload() == "the daemon is stopping"
+    assert time.monotonic() - started < 1.0
+    assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL, "signal handlers not restored"

@@ -68,6 +68,13 @@ class Daemon:
         self.pipeline: Pipeline | None = None
         self.mqtt: MqttService | None = None
         self.stdout_sink: JsonLinesSink | None = None
+        # Paused is the daemon's state, not one pipeline's: a reload carries it over.
+        self.paused = False
+        self._pause_lock = threading.Lock()
+        # Once shutdown starts, reload requests are refused at once instead of waiting.
+        self._reloads_closed = False
+        self._reload_lock = threading.Lock()
+        self._previous_handlers: dict[int, Any] = {}
 
     # ---- the life of the service, top-down ------------------------------------------------
 
@@ -83,7 +90,11 @@ class Daemon:
             self.mqtt = MqttService(config, self, password=read_password(config.mqtt))
 
         self.pipeline = self._build_pipeline(config)
-        self.pipeline.start()  # model or camera unusable -> ModelError/SourceError -> exit 69
+        try:
+            self.pipeline.start()  # model or camera unusable -> ModelError/SourceError -> exit 69
+        except BaseException:
+            self._restore_signal_handlers()
+            raise
         try:
             if self.mqtt is not None:
                 self.mqtt.start()  # never blocks: the broker may be down, results are buffered
@@ -98,6 +109,7 @@ class Daemon:
             exit_code = self._tick_until_stopped(max_frames)
         finally:
             self._shutdown()  # also on an unexpected error: never leave threads running
+            self._restore_signal_handlers()
         return exit_code
 
     def _tick_until_stopped(self, max_frames: int | None) -> int:
@@ -137,6 +149,8 @@ class Daemon:
 
     def _shutdown(self) -> None:
         self.notifier.stopping()
+        with self._reload_lock:
+            self._reloads_closed = True
         self._serve_reload_requests(refuse="the daemon is stopping")
         assert self.config is not None
         started = time.monotonic()
@@ -156,7 +170,10 @@ class Daemon:
     def _load_config(self) -> tuple[Config, str]:
         """The validated config and a digest of the file, for the status payload."""
         config = load_config(self.config_path, overrides=self.overrides)
-        digest = hashlib.sha256(self.config_path.read_bytes()).hexdigest()[:16]
+        try:
+            digest = hashlib.sha256(self.config_path.read_bytes()).hexdigest()[:16]
+        except OSError as error:  # deleted or replaced between the two reads
+            raise ConfigError(f"{self.config_path}: cannot be read: {error}") from None
         return config, digest
 
     def _build_pipeline(self, config: Config, first_seq: dict[str, int] | None = None) -> Pipeline:
@@ -219,20 +236,34 @@ class Daemon:
         def on_hup(_signum: int, _frame: FrameType | None) -> None:
             self.reload_requests.put(None)
 
-        signal.signal(signal.SIGTERM, on_stop)
-        signal.signal(signal.SIGINT, on_stop)
-        signal.signal(signal.SIGHUP, on_hup)
+        for signum, handler in (
+            (signal.SIGTERM, on_stop),
+            (signal.SIGINT, on_stop),
+            (signal.SIGHUP, on_hup),
+        ):
+            self._previous_handlers[signum] = signal.signal(signum, handler)
+
+    def _restore_signal_handlers(self) -> None:
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers.clear()
 
     # ---- CommandTarget (MQTT commands) and reload --------------------------------------------
 
     def pause(self) -> None:
-        assert self.pipeline is not None
-        self.pipeline.pause()
-        self._republish_status()
+        self._set_paused(True)
 
     def resume(self) -> None:
-        assert self.pipeline is not None
-        self.pipeline.resume()
+        self._set_paused(False)
+
+    def _set_paused(self, paused: bool) -> None:
+        with self._pause_lock:
+            self.paused = paused
+            assert self.pipeline is not None
+            if paused:
+                self.pipeline.pause()
+            else:
+                self.pipeline.resume()
         self._republish_status()
 
     def snapshot(self, camera: str | None) -> None:
@@ -248,7 +279,10 @@ class Daemon:
         Runs on the main thread between ticks; this waits for its answer.
         """
         answer: Future[str | None] = Future()
-        self.reload_requests.put(answer)
+        with self._reload_lock:
+            if self._reloads_closed:
+                return "the daemon is stopping"
+            self.reload_requests.put(answer)
         try:
             return answer.result(timeout=RELOAD_TIMEOUT_S)
         except TimeoutError:
@@ -268,7 +302,12 @@ class Daemon:
                 waiting.append(request)
         if not asked:
             return False
-        error = refuse if refuse is not None else self._reload_now()
+        try:
+            error = refuse if refuse is not None else self._reload_now()
+        except BaseException as failure:  # the old config could not be restarted either
+            for request in waiting:
+                request.set_result(f"the reload failed and the daemon stops: {failure}")
+            raise
         for request in waiting:
             request.set_result(error)
         return True
@@ -305,17 +344,16 @@ class Daemon:
         # Stop the old pipeline first: two interpreters and two cameras open at once would
         # not fit on a small device, and a camera cannot be opened twice.
         old_pipeline.stop(self.config.pipeline.stop_timeout_s)
+        self.notifier.watchdog()  # a slow drain plus a slow model load must not look hung
         try:
-            new_pipeline.start()
+            self._start_in_pause_state(new_pipeline)
         except Exception as error:  # the new model or camera is unusable: restart the old one
             log.exception("new config could not start; restarting the previous one")
             restored = self._build_pipeline(self.config, old_pipeline.sequence_numbers())
-            restored.start()
-            self.pipeline = restored
+            self._start_in_pause_state(restored)
             return f"the new config could not start: {error}"
-        self.pipeline = new_pipeline
-        if old_pipeline.paused:
-            new_pipeline.pause()
+        finally:
+            self.notifier.watchdog()
         self.config, self.config_digest = new_config, digest
         setup_logging(self.log_level or new_config.logging.level, new_config.logging.target)
         if self.mqtt is not None:
@@ -323,11 +361,18 @@ class Daemon:
         self._republish_status()
         return None
 
+    def _start_in_pause_state(self, pipeline: Pipeline) -> None:
+        """Start `pipeline` paused or not as the daemon is, and make it the running one."""
+        with self._pause_lock:
+            if self.paused:
+                pipeline.pause()  # before start: not one frame classified while paused
+            pipeline.start()
+            self.pipeline = pipeline
+
     def status(self) -> dict[str, Any]:
         assert self.config is not None
-        paused = self.pipeline is not None and self.pipeline.paused
         return {
-            "state": "paused" if paused else "running",
+            "state": "paused" if self.paused else "running",
             "version": __version__,
             "model": self.config.model.path.stem,
             "cameras": self.pipeline_cameras(self.config),
