@@ -156,3 +156,9 @@ def test_watch_with_an_unloadable_ca_file_says_so(tmp_path: Path) -> None:
     args = watch_args(free_port(), "--ca-file", str(junk))
     with pytest.raises(UsageError, match="--ca-file"):
         main(args, io.StringIO())
+
+
+def test_tls_without_a_port_goes_to_8883() -> None:
+    args = build_parser().parse_args(["watch", "--host", "127.0.0.1", "--tls"])
+    with pytest.raises(UnavailableError, match=r"127\.0\.0\.1:8883"):
+        main(args, io.StringIO())

@@ -53,7 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the daemon")
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH, help="TOML config file")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None)
-    p.add_argument("--max-frames", type=int, default=None, help="stop after N classified frames")
+    p.add_argument(
+        "--max-frames",
+        type=int,
+        default=None,
+        help="stop once at least N frames were classified (checked twice a second)",
+    )
     p.add_argument(
         "--set",
         action="append",
@@ -85,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     # --- watch (mqtt) ---
     p = sub.add_parser("watch", help="show live results and metrics from the broker")
     p.add_argument("--host", default="localhost")
-    p.add_argument("--port", type=int, default=1883)
+    p.add_argument("--port", type=int, default=None, help="default 1883, or 8883 with TLS")
     p.add_argument("--prefix", default="camclassd")
     p.add_argument("--device", default="+", help="device id (default: all devices)")
     p.add_argument("--username", default="")

@@ -121,22 +121,25 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
     )
     if args.username:
         client.username_pw_set(args.username, _read_password(args.password_file))
-    if args.tls or args.ca_file is not None:
+    tls = bool(args.tls) or args.ca_file is not None
+    if tls:
         try:
             client.tls_set(ca_certs=str(args.ca_file) if args.ca_file is not None else None)
         except (OSError, ssl.SSLError) as error:
-            raise UsageError(f"--ca-file {args.ca_file}: cannot load it: {error}") from None
+            what = f"--ca-file {args.ca_file}" if args.ca_file is not None else "TLS"
+            raise UsageError(f"{what}: cannot be set up: {error}") from None
+    port = args.port if args.port is not None else (8883 if tls else 1883)
     client.on_connect = on_connect
     client.on_message = on_message
     try:
-        client.connect(args.host, args.port, keepalive=30)
+        client.connect(args.host, port, keepalive=30)
     except OSError as error:
         raise UnavailableError(
-            f"cannot connect to the MQTT broker at {args.host}:{args.port}: {error}"
+            f"cannot connect to the MQTT broker at {args.host}:{port}: {error}"
         ) from None
     client.loop_start()
     board = Board()
-    title = f"camclassd watch  {args.host}:{args.port}  {args.prefix}/{args.device}  (Ctrl-C quits)"
+    title = f"camclassd watch  {args.host}:{port}  {args.prefix}/{args.device}  (Ctrl-C quits)"
     seen = 0
     try:
         while args.count is None or seen < args.count:
