@@ -416,6 +416,25 @@ def test_last_classified_stops_when_a_camera_hangs(running: list[Pipeline]) -> N
 # ---- control ---------------------------------------------------------------------------------
 
 
+def test_a_snapshot_is_taken_once_even_when_frames_queue_up(running: list[Pipeline]) -> None:
+    """A slow sink keeps the queue full: the image once went with every frame captured until
+    a worker delivered one (several results with images, and a copy of every raw frame)."""
+    config = make_config(
+        {"live": {"type": "synthetic", "width": 640, "height": 480, "fps": 200}},
+        queue_size=4,
+        drop_policy="block",
+    )
+    sink = Collect(delay_s=0.05)  # 20 results/s at most, the camera gives 200 frames/s
+    pipeline, _ = start(running, config, [sink])
+    assert wait_until(lambda: sink.count() >= 2)
+    pipeline.request_snapshot("live")
+    assert wait_until(lambda: any(r.image is not None for r in list(sink.results)))
+    count = sink.count()
+    assert wait_until(lambda: sink.count() >= count + 6)  # the queue has turned over
+    assert sum(r.image is not None for r in list(sink.results)) == 1
+    assert pipeline.stop(5.0)
+
+
 def test_pause_resume_and_snapshot(running: list[Pipeline]) -> None:
     config = make_config({"live": {"type": "synthetic", "width": 640, "height": 480, "fps": 100}})
     sink = Collect()

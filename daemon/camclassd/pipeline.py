@@ -290,10 +290,15 @@ class Pipeline:
             return
         frame = Frame(camera.name, camera.seq, tensor, wall_time, t_captured, time.monotonic())
         if camera.snapshot_wanted:
+            # Claimed here, so exactly one frame carries the image (not every frame captured
+            # until a worker delivers one).
+            camera.snapshot_wanted = False
             frame.image = np.array(pixels)  # the source may reuse its buffer
         lost = self._queues.put(frame, drop_oldest=camera.drop_oldest)
         if lost is not None:
             self.metrics.dropped(camera.name, "queue_full" if lost is not frame else "shutdown")
+            if lost.image is not None:
+                camera.snapshot_wanted = True  # the snapshot frame was dropped: take the next
 
     def _reopen(self, camera: _Camera) -> bool:
         backoff = Backoff(*self._backoff)
@@ -393,8 +398,6 @@ class Pipeline:
                 latency_ms=stage_latencies_ms(frame),
                 image=frame.image,
             )
-            if frame.image is not None:
-                camera.snapshot_wanted = False
             publish = camera.policy.should_publish(frame.t_published, changed)
             self._last_results[camera.name] = result
             camera.last_classified = frame.t_published
