@@ -87,6 +87,7 @@ def test_snapshot_layout_is_the_documented_one() -> None:
     }  # fmt: skip
     assert snap["cameras"]["back"]["errors"] == 1 and snap["cameras"]["back"]["reconnects"] == 1
     assert snap["cameras"]["front"]["fps"] == pytest.approx(10.0, rel=0.05)
+    assert metrics.fps() == pytest.approx(snap["fps"], rel=0.05)  # the cheap reader agrees
     assert set(snap["latency_ms"]) == set(STAGES)
     assert set(snap["latency_ms"]["queue"]) == {"p50", "p90", "p99", "max", "count"}
 

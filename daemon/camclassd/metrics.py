@@ -199,6 +199,13 @@ class Metrics:
             },
         }
 
+    def fps(self) -> float:
+        """Classified frames per second, without the percentiles that snapshot() computes."""
+        now = time.monotonic()
+        with self._lock:
+            stamps = self._stamps.values()
+        return rate(stamps, now)
+
     def classified_total(self) -> int:
         with self._lock:
             return self._counters["classified"]
