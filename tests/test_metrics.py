@@ -78,11 +78,12 @@ def test_snapshot_layout_is_the_documented_one() -> None:
     snap = metrics.snapshot()
     assert set(snap) == {"uptime_s", "fps", "frames", "dropped", "cameras", "latency_ms"}
     assert snap["frames"] == {
-        "captured": 4, "classified": 3, "published": 3, "dropped": 1, "errors": 2, "reconnects": 1
+        "captured": 4, "gated": 0, "classified": 3, "published": 3, "dropped": 1, "errors": 2,
+        "reconnects": 1,
     }  # fmt: skip
     assert snap["dropped"] == {"queue_full": 1}
     assert snap["cameras"]["front"] == {
-        "captured": 4, "classified": 3, "dropped": 1, "errors": 0, "reconnects": 0,
+        "captured": 4, "gated": 0, "classified": 3, "dropped": 1, "errors": 0, "reconnects": 0,
         "fps": snap["cameras"]["front"]["fps"],
     }  # fmt: skip
     assert snap["cameras"]["back"]["errors"] == 1 and snap["cameras"]["back"]["reconnects"] == 1

@@ -38,6 +38,7 @@ from camclassd.metrics import STAGES, Metrics
 from camclassd.pipeline import Pipeline
 from camclassd.preprocess import Preprocessor
 from camclassd.results import Classification, top_k
+from camclassd.snapshots import Snapshot
 from camclassd.sources import open_source
 from camclassd.sources.synthetic import PATTERNS
 
@@ -292,7 +293,6 @@ def measure_sequential(
         crop=camera.crop,
         roi=camera.roi,
         interpolation=camera.interpolation,
-        to_input=engine.to_input,
     )
     sink = CountingSink()
     try:
@@ -303,7 +303,7 @@ def measure_sequential(
             if pixels is None:
                 raise RuntimeError("the source ended during the benchmark")
             t_capture = time.time()
-            probabilities = engine.infer(preprocess(pixels)[np.newaxis])
+            probabilities = engine.infer(engine.to_input(preprocess(pixels)[np.newaxis]))
             top = top_k(probabilities[0], 3, engine.labels)
             sink.publish(Classification("plain", index, t_capture, engine.name, top, None, False))
             if index >= WARMUP_FRAMES:
@@ -522,6 +522,9 @@ class CountingSink:
             self.count += 1
             self._cond.notify_all()
 
+    def snapshot(self, snapshot: Snapshot) -> None:
+        """Snapshots are not results: not counted."""
+
     def close(self) -> None:
         """Nothing to release."""
 
@@ -581,8 +584,8 @@ def _first_tensor(engine: Engine, camera: CameraConfig) -> np.ndarray:
     pixels = _read_one_frame("fixed", camera)
     if pixels is None:
         raise RuntimeError("the source gave no frame")
-    preprocess = Preprocessor(size=engine.input_size, to_input=engine.to_input)
-    return np.ascontiguousarray(preprocess(pixels))
+    preprocess = Preprocessor(size=engine.input_size)
+    return np.ascontiguousarray(engine.to_input(preprocess(pixels)))
 
 
 def _source_size(camera: CameraConfig, engine: Engine) -> tuple[int, int]:

@@ -20,8 +20,8 @@ import psutil
 from camclassd.frame import Frame
 
 STAGES = ("capture_to_publish", "queue", "preprocess", "inference", "postprocess")
-COUNTERS = ("captured", "classified", "published", "dropped", "errors", "reconnects")
-CAMERA_COUNTERS = ("captured", "classified", "dropped", "errors", "reconnects")
+COUNTERS = ("captured", "gated", "classified", "published", "dropped", "errors", "reconnects")
+CAMERA_COUNTERS = ("captured", "gated", "classified", "dropped", "errors", "reconnects")
 FPS_HORIZON_S = 5.0  # fps is measured over the classifications of the last few seconds
 
 THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
@@ -143,6 +143,12 @@ class Metrics:
         with self._lock:
             self._counters["reconnects"] += 1
             self._camera(camera).counters["reconnects"] += 1
+
+    def gated(self, camera: str) -> None:
+        """A frame the camera's stage skipped: seen and judged, not lost."""
+        with self._lock:
+            self._counters["gated"] += 1
+            self._camera(camera).counters["gated"] += 1
 
     def published(self, camera: str) -> None:
         with self._lock:
