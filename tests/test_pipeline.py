@@ -15,13 +15,15 @@ from typing import Any
 import numpy as np
 import pytest
 
+from camclassd.cameras import open_source
 from camclassd.config import CameraConfig, Config
 from camclassd.engine import Engine
 from camclassd.errors import ModelError, SourceError
 from camclassd.metrics import Metrics
 from camclassd.pipeline import Pipeline
 from camclassd.results import Classification
-from camclassd.sources import Source, SyntheticSource, open_source
+from camclassd.sources import Capture, Source
+from camclassd.sources.synthetic import SyntheticSource
 from tests.conftest import GOLDEN, LABELS, MODELS, SAMPLES, UINT8_MODEL
 
 
@@ -271,12 +273,12 @@ class BadFrames:
     def open(self) -> None:
         self.inner.open()
 
-    def read(self) -> np.ndarray | None:
+    def read(self) -> Capture | None:
         self.reads += 1
         if self.reads > 30:
             return None
         if self.reads % 3 == 0:
-            return np.zeros((0, 320, 3), dtype=np.uint8)
+            return Capture(np.zeros((0, 320, 3), dtype=np.uint8))
         return self.inner.read()
 
     def close(self) -> None:
@@ -320,7 +322,7 @@ class FailingSource:
         self.reads = 0
         self.inner.open()
 
-    def read(self) -> np.ndarray | None:
+    def read(self) -> Capture | None:
         self.reads += 1
         if self.reads == self.fail_at:
             time.sleep(self.hang_s)
@@ -331,9 +333,9 @@ class FailingSource:
         self.inner.close()
 
 
-def factory_with(special: dict[str, Source]) -> Callable[[str, CameraConfig, Path], Source]:
-    def make(name: str, camera: CameraConfig, config_dir: Path) -> Source:
-        return special[name] if name in special else open_source(name, camera, config_dir)
+def factory_with(special: dict[str, Source]) -> Callable[[str, CameraConfig], Source]:
+    def make(name: str, camera: CameraConfig) -> Source:
+        return special[name] if name in special else open_source(name, camera)
 
     return make
 
@@ -390,7 +392,7 @@ def test_last_classified_stops_when_a_camera_hangs(running: list[Pipeline]) -> N
     release = threading.Event()
 
     class Hangs(FailingSource):
-        def read(self) -> np.ndarray | None:
+        def read(self) -> Capture | None:
             self.reads += 1
             if self.reads > 3:
                 release.wait(10)

@@ -32,16 +32,17 @@ from typing import Any, TextIO
 import numpy as np
 import psutil
 
-from camclassd.config import CameraConfig, Config, ImagesCamera, OpenCVCamera, SyntheticCamera
+from camclassd import cameras
+from camclassd.cameras import open_source
+from camclassd.cameras.synthetic import SyntheticCamera
+from camclassd.config import CameraConfig, Config
 from camclassd.engine import Engine, default_model_paths
 from camclassd.metrics import STAGES, Metrics
 from camclassd.pipeline import Pipeline
 from camclassd.preprocess import Preprocessor
 from camclassd.results import Classification, top_k
-from camclassd.sources import open_source
 from camclassd.sources.synthetic import PATTERNS
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mjpeg", ".h264"})
 WARMUP_FRAMES = 10
 SOAK_WARMUP_FRACTION = 0.1
 MIB = 2**20
@@ -97,17 +98,9 @@ def _model_paths(args: argparse.Namespace) -> tuple[Path, Path]:
 
 
 def parse_source(text: str) -> CameraConfig:
-    """'synthetic:WxH', a video file, an image file, or a directory/glob of images."""
-    if text.startswith("synthetic"):
-        _, _, size = text.partition(":")
-        width, _, height = (size or "640x480").lower().partition("x")
-        try:
-            return SyntheticCamera(width=int(width), height=int(height))
-        except ValueError:
-            raise SystemExit(f"camclassd bench: bad --source {text!r}: use synthetic:WxH") from None
-    if Path(text).suffix.lower() in VIDEO_SUFFIXES:
-        return OpenCVCamera(uri=str(Path(text).resolve()), loop=True)
-    return ImagesCamera(path=str(Path(text).resolve()), loop=True)
+    """`TYPE:ARGUMENT` (synthetic:WxH, picamera2:N, opencv:URI, images:PATH), a video file or
+    stream URL, an image file, or a directory/glob of images: see `cameras.from_cli`."""
+    return cameras.from_cli(text)
 
 
 @dataclass(frozen=True)
@@ -285,7 +278,7 @@ def measure_sequential(
     engine: Engine, camera: CameraConfig, frames: int, progress: Progress
 ) -> dict[str, Any]:
     """(c) the plain loop of tensorflow/examples' classify.py, done well: one thread."""
-    source = open_source("plain", camera, Path.cwd())
+    source = open_source("plain", camera)
     source.open()
     preprocess = Preprocessor(
         size=engine.input_size,
@@ -299,9 +292,10 @@ def measure_sequential(
         for index in range(WARMUP_FRAMES + frames):
             if index == WARMUP_FRAMES:
                 started = time.perf_counter()
-            pixels = source.read()
-            if pixels is None:
+            capture = source.read()
+            if capture is None:
                 raise RuntimeError("the source ended during the benchmark")
+            pixels = capture.pixels
             t_capture = time.time()
             probabilities = engine.infer(preprocess(pixels)[np.newaxis])
             top = top_k(probabilities[0], 3, engine.labels)
@@ -569,10 +563,11 @@ class Progress:
 
 def _read_one_frame(name: str, camera: CameraConfig) -> np.ndarray | None:
     """Open the camera's source, read one frame (None at end of stream) and close it."""
-    source = open_source(name, camera, Path.cwd())
+    source = open_source(name, camera)
     source.open()
     try:
-        return source.read()
+        capture = source.read()
+        return None if capture is None else capture.pixels
     finally:
         source.close()
 

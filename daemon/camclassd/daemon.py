@@ -22,12 +22,13 @@ from typing import Any
 
 from camclassd import __version__
 from camclassd.config import Config
-from camclassd.configfile import load_config
+from camclassd.configfile import load_config_and_secrets
 from camclassd.engine import Engine
 from camclassd.errors import EXIT_FAILURE, EXIT_OK, ConfigError, UsageError
 from camclassd.metrics import Metrics
-from camclassd.mqtt.client import MqttService, read_password
+from camclassd.mqtt.client import MqttService
 from camclassd.pipeline import Pipeline
+from camclassd.secrets import MqttSecrets
 from camclassd.service import Notifier, setup_logging, watchdog_due
 from camclassd.sinks import JsonLinesSink, Sink
 
@@ -80,14 +81,14 @@ class Daemon:
 
     def run(self, *, max_frames: int | None = None) -> int:
         self._install_signal_handlers()  # a SIGHUP or SIGTERM during start-up must not kill us
-        config, self.config_digest = self._load_config()  # bad file: exit 78, nothing started
+        config, self.config_digest, secrets = self._load_config()  # bad file: exit 78
         setup_logging(self.log_level or config.logging.level, config.logging.target)
         self.config = config
         self.metrics = Metrics(window=config.metrics.window)
         if config.mqtt.enabled:
             # Built (credentials, TLS files) before anything starts; connects only later, so
             # a daemon that exits 69 never announces itself online.
-            self.mqtt = MqttService(config, self, password=read_password(config.mqtt))
+            self.mqtt = MqttService(config, self, password=secrets.password, tls=secrets.tls)
 
         self.pipeline = self._build_pipeline(config)
         try:
@@ -142,8 +143,14 @@ class Daemon:
             if pipeline.finished.is_set():
                 log.info("all sources ended; stopping")
                 break
-            if max_frames is not None and self.metrics.classified_total() >= max_frames:
-                log.info("classified %d frames (--max-frames); stopping", max_frames)
+            if max_frames is not None and (classified := self.metrics.classified_total()) >= (
+                max_frames
+            ):
+                # Checked once a tick, and the frames in flight are still drained: the total
+                # may end above N (the shutdown line says how many in all).
+                log.info(
+                    "--max-frames %d reached (%d classified); stopping", max_frames, classified
+                )
                 break
         return EXIT_OK
 
@@ -163,18 +170,24 @@ class Daemon:
             self.mqtt.stop()
         if self.stdout_sink is not None:
             self.stdout_sink.close()
-        log.info("stopped in %.0f ms", (time.monotonic() - started) * 1000)
+        classified = self.metrics.classified_total() if self.metrics is not None else 0
+        log.info(
+            "stopped in %.0f ms; %d frames classified in all",
+            (time.monotonic() - started) * 1000,
+            classified,
+        )
 
     # ---- building blocks -------------------------------------------------------------------
 
-    def _load_config(self) -> tuple[Config, str]:
-        """The validated config and a digest of the file, for the status payload."""
-        config = load_config(self.config_path, overrides=self.overrides)
+    def _load_config(self) -> tuple[Config, str, MqttSecrets]:
+        """The validated config, a digest of the file (for the status payload) and the MQTT
+        password and TLS context it names (read once, here)."""
+        config, secrets = load_config_and_secrets(self.config_path, overrides=self.overrides)
         try:
             digest = hashlib.sha256(self.config_path.read_bytes()).hexdigest()[:16]
         except OSError as error:  # deleted or replaced between the two reads
             raise ConfigError(f"{self.config_path}: cannot be read: {error}") from None
-        return config, digest
+        return config, digest, secrets
 
     def _build_pipeline(self, config: Config, first_seq: dict[str, int] | None = None) -> Pipeline:
         model = config.model  # load_config made its paths absolute
@@ -190,7 +203,7 @@ class Daemon:
             engine_factory,
             self._sinks(config),
             self.metrics,
-            self.config_dir,
+            self.config_dir,  # unused by Pipeline now: load_config made every path absolute
             first_seq=first_seq,
         )
 
@@ -330,7 +343,7 @@ class Daemon:
 
     def _apply_new_config(self) -> str | None:
         try:
-            new_config, digest = self._load_config()
+            new_config, digest, _secrets = self._load_config()  # a reload keeps the session
         except ConfigError as error:
             return str(error)
         old_pipeline = self.pipeline

@@ -29,6 +29,7 @@ from typing import Protocol
 
 import numpy as np
 
+from camclassd.cameras import open_source
 from camclassd.config import CameraConfig, Config
 from camclassd.errors import SourceError
 from camclassd.frame import Frame
@@ -36,12 +37,12 @@ from camclassd.metrics import Metrics
 from camclassd.preprocess import Preprocessor
 from camclassd.results import Classification, LabelTracker, PublishPolicy, top_k
 from camclassd.sinks import Sink
-from camclassd.sources import Backoff, Source, open_source, reopen
+from camclassd.sources import Backoff, Source, reopen
 from camclassd.sources.base import describe
 
 log = logging.getLogger(__name__)
 
-SourceFactory = Callable[[str, CameraConfig, Path], Source]
+SourceFactory = Callable[[str, CameraConfig], Source]
 SINK_LOG_INTERVAL_S = 60.0
 
 
@@ -83,7 +84,7 @@ class Pipeline:
         self._crashed: list[str] = []
         self._engine_factory = engine_factory
         self._sinks = tuple(sinks)  # owned by the caller: never closed here
-        self._config_dir = config_dir
+        del config_dir  # still accepted: the loaded Config's paths are already absolute
         self._source_factory = source_factory
         self._backoff = (reconnect_min_s, reconnect_max_s)
         self._cameras: dict[str, _Camera] = {}
@@ -247,7 +248,7 @@ class Pipeline:
                 self._stopping.wait(0.05)  # a file waits where it is
                 continue
             try:
-                pixels = source.read()
+                capture = source.read()
             except Exception as error:  # SourceError, or a cv2.error from a broken device
                 log.warning(
                     "camera %s: read failed: %s",
@@ -259,7 +260,7 @@ class Pipeline:
                 if not self._reopen(camera):
                     return
                 continue
-            if pixels is None:
+            if capture is None:
                 log.info(
                     "camera %s: end of stream",
                     camera.name,
@@ -269,7 +270,7 @@ class Pipeline:
                 return
             if self.paused:
                 continue  # a live camera keeps flowing so it is fresh on resume
-            self._enqueue(camera, pixels)
+            self._enqueue(camera, capture.pixels)
 
     def _enqueue(self, camera: _Camera, pixels: np.ndarray) -> None:
         t_captured = time.monotonic()
@@ -437,7 +438,7 @@ class Pipeline:
 
     def _make_camera(self, name: str, camera: CameraConfig, engine: InferenceEngine) -> _Camera:
         settings = self.config.pipeline
-        source = self._source_factory(name, camera, self._config_dir)
+        source = self._source_factory(name, camera)
         policy = settings.drop_policy
         return _Camera(
             name=name,

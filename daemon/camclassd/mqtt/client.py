@@ -17,13 +17,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ParamSpec, cast
 
@@ -33,7 +31,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from camclassd import __version__
+from camclassd import __version__, secrets
 from camclassd.config import Config, MQTTConfig
 from camclassd.errors import ConfigError
 from camclassd.mqtt.commands import CommandHandler, CommandTarget
@@ -49,11 +47,11 @@ from camclassd.mqtt.payloads import (
 from camclassd.mqtt.store import Pending, Store
 from camclassd.mqtt.topics import Topics
 from camclassd.results import Classification
+from camclassd.secrets import SecretsError
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 
-CREDENTIAL_NAME = "mqtt_password"
 QOS_CONTROL = 1  # availability, status, discovery, replies: small and must arrive
 QOS_SNAPSHOT = 0  # big and only the newest matters
 # Connection settings a reload cannot change without a new session (and new topics).
@@ -81,28 +79,9 @@ REFUSAL_HINTS = MappingProxyType(
 
 
 def read_password(config: MQTTConfig) -> str | None:
-    """`password_file`, else `$CREDENTIALS_DIRECTORY/mqtt_password` (systemd LoadCredential=),
-    else None. The password never passes through the TOML nor a log line."""
-    if config.password_file is not None:
-        path, what = config.password_file.expanduser(), "mqtt.password_file"
-    else:
-        directory = os.environ.get("CREDENTIALS_DIRECTORY")
-        if not directory or not (Path(directory) / CREDENTIAL_NAME).exists():
-            return None
-        path, what = Path(directory) / CREDENTIAL_NAME, f"the systemd credential {CREDENTIAL_NAME}"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(
-            f"{what}: cannot read {path}: {error.strerror or error}; the file must be readable "
-            "by the service user"
-        ) from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{what}: {path} is not UTF-8 text") from None
-    password = text.rstrip("\r\n")  # editors add a final newline; keep any other whitespace
-    if not password:
-        raise ConfigError(f"{what}: {path} is empty")
-    return password
+    """`password_file`, else the systemd credential 'mqtt_password', else None (one reader
+    for every command: `camclassd.secrets`)."""
+    return secrets.read_password(config.password_file)
 
 
 def describe_reason(reason: ReasonCode) -> str:
@@ -154,7 +133,12 @@ class MqttService:
     """
 
     def __init__(
-        self, config: Config, target: CommandTarget, *, password: str | None = None
+        self,
+        config: Config,
+        target: CommandTarget,
+        *,
+        password: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._config = config
         self._target = target
@@ -187,11 +171,13 @@ class MqttService:
         self.commands = CommandHandler(
             target, max_bytes=mc.max_command_bytes, on_snapshot=self._snapshot_requested
         )
-        self._client = self._make_client(mc, password)
+        self._client = self._make_client(mc, password, tls)
 
     # ---- set-up ----------------------------------------------------------------------------
 
-    def _make_client(self, mc: MQTTConfig, password: str | None) -> _Client:
+    def _make_client(
+        self, mc: MQTTConfig, password: str | None, tls: ssl.SSLContext | None
+    ) -> _Client:
         client = _Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
@@ -213,7 +199,7 @@ class MqttService:
                 "an MQTT password was found but mqtt.username is empty: connecting anonymously"
             )
         if mc.tls.enabled:
-            self._set_tls(client, mc)
+            self._set_tls(client, mc, tls)
         client.on_socket_open = _guarded(_no_delay)
         client.on_connect = _guarded(self._on_connect)
         client.on_connect_fail = _guarded(self._on_connect_fail)
@@ -223,18 +209,16 @@ class MqttService:
         return client
 
     @staticmethod
-    def _set_tls(client: mqtt.Client, mc: MQTTConfig) -> None:
+    def _set_tls(client: mqtt.Client, mc: MQTTConfig, context: ssl.SSLContext | None) -> None:
         tls = mc.tls
-        try:
-            client.tls_set(
-                ca_certs=str(tls.ca_file) if tls.ca_file else None,
-                certfile=str(tls.cert_file) if tls.cert_file else None,
-                keyfile=str(tls.key_file) if tls.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
-        except (OSError, ssl.SSLError, ValueError) as error:
-            raise ConfigError(f"mqtt.tls: cannot load the certificates or key: {error}") from None
+        if context is None:  # not loaded with the config (tests): read the files now
+            try:
+                context = secrets.tls_context(tls.ca_file, tls.cert_file, tls.key_file)
+            except SecretsError as error:
+                raise ConfigError(
+                    f"mqtt.tls: cannot load the certificates or key: {error}"
+                ) from None
+        client.tls_set_context(context)
         if tls.insecure:
             log.warning("mqtt.tls.insecure = true: the broker's host name is not verified")
             client.tls_insecure_set(True)
