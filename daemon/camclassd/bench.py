@@ -47,7 +47,7 @@ WARMUP_FRAMES = 10
 SOAK_WARMUP_FRACTION = 0.1
 MIB = 2**20
 
-# The targets of DESIGN.md §5.
+# The performance targets (docs/performance.md, "Targets").
 TARGET_RAW_RATIO = 0.95
 TARGET_OVERHEAD_MS = MappingProxyType({"small": 1.0, "large": 2.0})  # <= 640x480, larger
 TARGET_HALF_P50 = 1.3
@@ -491,7 +491,7 @@ def format_report(report: dict[str, Any]) -> str:
             f"soak: {soak['frames']} frames, RSS {soak['rss_after_warmup_mb']:.1f} -> "
             f"{soak['rss_end_mb']:.1f} MiB ({soak['growth_mb_per_10k']:+.2f} MiB / 10k frames)"
         )
-    lines += ["", "targets (DESIGN.md §5)"]
+    lines += ["", "targets (docs/performance.md)"]
     for target in report["targets"]:
         verdict = "met" if target["met"] else "NOT MET"
         lines.append(

@@ -140,8 +140,8 @@ def iso_utc(wall_time: float) -> str:
 
 
 def classification_payload(result: Classification, device: str | None) -> dict[str, Any]:
-    """The classification message of DESIGN.md §2 (plus `stable_label`); no device key when
-    `device` is None (the stdout sink)."""
+    """The classification message (docs/mqtt.md, docs/schemas/classification.schema.json);
+    no device key when `device` is None (the stdout sink)."""
     payload: dict[str, Any] = {"ts": iso_utc(result.wall_time)}
     if device is not None:
         payload["device"] = device
