@@ -403,7 +403,10 @@ def test_last_classified_stops_when_a_camera_hangs(running: list[Pipeline]) -> N
     pipeline, _ = start(
         running, config, [sink], source_factory=factory_with({"hangs": Hangs("hangs", 0)})
     )
-    assert wait_until(lambda: pipeline.last_results.get("hangs", None) is not None)
+    # All three frames before the hang classified (under load they trail the first one).
+    assert wait_until(
+        lambda: (last := pipeline.last_results.get("hangs")) is not None and last.seq == 3
+    )
     time.sleep(0.3)
     before = sink.count()
     stalled_at = pipeline.last_classified

@@ -21,7 +21,7 @@ from camclassd.constants import (
     DEFAULT_MODEL_FILE,
     Delegate,
 )
-from camclassd.schema import RELATIVE_PATHS, Section, cross_field_error, file_path
+from camclassd.schema import RELATIVE_PATHS, Section, cross_field_error, file_path, fraction
 
 __all__ = [
     "CAMERA_MODELS",
@@ -97,20 +97,12 @@ class PipelineConfig(Section):
     max_batch_wait_ms: float = Field(
         default=5.0, ge=0, le=1000, description="How long a worker waits to fill a batch."
     )
-    min_score: float = Field(
-        default=0.0, ge=0, le=1, description="Classes scoring below this are left out of the top-k."
+    min_score: float = fraction(0.0, "Classes scoring below this are left out of the top-k.")
+    threshold_high: float = fraction(
+        0.5, "A label becomes the stable label when its score reaches this."
     )
-    threshold_high: float = Field(
-        default=0.5,
-        ge=0,
-        le=1,
-        description="A label becomes the stable label when its score reaches this.",
-    )
-    threshold_low: float = Field(
-        default=0.3,
-        ge=0,
-        le=1,
-        description="The stable label is cleared when its score falls below this.",
+    threshold_low: float = fraction(
+        0.3, "The stable label is cleared when its score falls below this."
     )
     stable_frames: int = Field(
         default=3, ge=1, le=1000, description="A new top label must hold for this many frames."

@@ -143,14 +143,10 @@ class Daemon:
             if pipeline.finished.is_set():
                 log.info("all sources ended; stopping")
                 break
-            if max_frames is not None and (classified := self.metrics.classified_total()) >= (
-                max_frames
-            ):
-                # Checked once a tick, and the frames in flight are still drained: the total
-                # may end above N (the shutdown line says how many in all).
-                log.info(
-                    "--max-frames %d reached (%d classified); stopping", max_frames, classified
-                )
+            classified = self.metrics.classified_total() if max_frames is not None else 0
+            if max_frames is not None and classified >= max_frames:
+                # Checked once a tick; frames in flight still drain: the total may end above N.
+                log.info("--max-frames %d reached (%d classified)", max_frames, classified)
                 break
         return EXIT_OK
 
@@ -171,11 +167,8 @@ class Daemon:
         if self.stdout_sink is not None:
             self.stdout_sink.close()
         classified = self.metrics.classified_total() if self.metrics is not None else 0
-        log.info(
-            "stopped in %.0f ms; %d frames classified in all",
-            (time.monotonic() - started) * 1000,
-            classified,
-        )
+        elapsed_ms = (time.monotonic() - started) * 1000
+        log.info("stopped in %.0f ms; %d frames classified in all", elapsed_ms, classified)
 
     # ---- building blocks -------------------------------------------------------------------
 

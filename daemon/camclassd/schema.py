@@ -39,6 +39,11 @@ def file_path(default: Path, description: str) -> Any:
     )
 
 
+def fraction(default: float, description: str) -> Any:
+    """A score or share in 0..1."""
+    return Field(default=default, ge=0, le=1, description=description)
+
+
 def optional_fps(description: str, example: float) -> Any:
     """A frame rate that may be left unset (then the source goes as fast as it is read)."""
     return Field(default=None, gt=0, description=description, examples=[example])

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import os
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from camclassd.constants import CREDENTIAL_NAME
 from camclassd.errors import ConfigError
+
+if TYPE_CHECKING:  # for the annotation only: `watch` must not pay for pydantic
+    from camclassd.config import MQTTConfig
 
 
 @dataclass(frozen=True)
@@ -41,30 +45,6 @@ class MqttSecrets:
 
     password: str | None = None
     tls: ssl.SSLContext | None = None  # None: TLS is off
-
-
-class TLSFiles(Protocol):
-    """The [mqtt.tls] keys this module reads (the config's TLSConfig has them)."""
-
-    @property
-    def enabled(self) -> bool: ...
-    @property
-    def ca_file(self) -> Path | None: ...
-    @property
-    def cert_file(self) -> Path | None: ...
-    @property
-    def key_file(self) -> Path | None: ...
-
-
-class MqttSettings(Protocol):
-    """The [mqtt] keys this module reads (the config's MQTTConfig has them)."""
-
-    @property
-    def enabled(self) -> bool: ...
-    @property
-    def password_file(self) -> Path | None: ...
-    @property
-    def tls(self) -> TLSFiles: ...
 
 
 def read_password(
@@ -101,10 +81,11 @@ def tls_context(
     cert_file: Path | None = None,
     key_file: Path | None = None,
     *,
-    prefix: str = "mqtt.tls.",
+    option: Callable[[str], str] = "mqtt.tls.{}".format,
 ) -> ssl.SSLContext:
     """A client context that verifies the broker (against `ca_file`, else the system CAs),
-    with the client certificate when given; SecretsError naming every file that is wrong."""
+    with the client certificate when given; SecretsError naming every file that is wrong
+    (`option` spells a file's key: `ca_file` -> `mqtt.tls.ca_file`, or a command line's)."""
     problems: list[Problem] = []
 
     def readable(name: str, path: Path | None) -> bool:
@@ -114,7 +95,7 @@ def tls_context(
             with path.open("rb"):
                 pass
         except OSError as error:
-            problems.append(Problem(prefix + name, path, f"cannot read {path}: {error.strerror}"))
+            problems.append(Problem(option(name), path, f"cannot read {path}: {error.strerror}"))
             return False
         return True
 
@@ -126,7 +107,7 @@ def tls_context(
     except (ssl.SSLError, ValueError, OSError) as error:
         problems.append(
             Problem(
-                prefix + "ca_file",
+                option("ca_file"),
                 ca_file,
                 f"{ca_file} holds no usable CA certificate (PEM): {error}",
             )
@@ -138,7 +119,7 @@ def tls_context(
         except (ssl.SSLError, ValueError, OSError) as error:
             problems.append(
                 Problem(
-                    prefix + "cert_file",
+                    option("cert_file"),
                     cert_file,
                     f"the certificate {cert_file} and key {key_file} do not load together "
                     f"(PEM, unencrypted key of that certificate): {error}",
@@ -149,7 +130,7 @@ def tls_context(
     return context
 
 
-def load_mqtt_secrets(mqtt: MqttSettings) -> MqttSecrets:
+def load_mqtt_secrets(mqtt: MQTTConfig) -> MqttSecrets:
     """The password and TLS context the [mqtt] section names; SecretsError listing every
     file that is wrong. Only what is used is read: nothing when MQTT is off, the TLS files
     only when TLS is on."""

@@ -17,7 +17,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from camclassd import secrets
-from camclassd.errors import EXIT_FAILURE, EXIT_OK, ConfigError, UnavailableError, UsageError
+from camclassd.errors import EXIT_FAILURE, EXIT_OK, UnavailableError, UsageError
 from camclassd.secrets import SecretsError
 
 CLEAR_HOME = "\x1b[H\x1b[2J"
@@ -84,6 +84,10 @@ def render_table(board: Board, now: float, title: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     as_json = bool(args.json) or not out.isatty()
@@ -111,17 +115,15 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
         protocol=MQTTProtocolVersion.MQTTv311,
     )
     if args.username:
-        try:
-            password = secrets.read_password(
-                args.password_file, key="--password-file", credential=False
-            )
-        except SecretsError as error:
-            raise ConfigError(str(error)) from None
+        # A SecretsError is a ConfigError: exit 78, naming --password-file.
+        password = secrets.read_password(
+            args.password_file, key="--password-file", credential=False
+        )
         client.username_pw_set(args.username, password)
     tls = bool(args.tls) or args.ca_file is not None
     if tls:
         try:
-            context = secrets.tls_context(args.ca_file, prefix="--")
+            context = secrets.tls_context(args.ca_file, option=_flag)
         except SecretsError as error:
             what = f"--ca-file {args.ca_file}" if args.ca_file is not None else "TLS"
             raise UsageError(f"{what}: cannot be set up: {error}") from None
