@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from camclassd.cameras import open_source
 from camclassd.config import CameraConfig, Config
 from camclassd.engine import Engine
 from camclassd.errors import ModelError, SourceError
@@ -22,7 +23,8 @@ from camclassd.metrics import Metrics
 from camclassd.pipeline import Pipeline
 from camclassd.results import Classification
 from camclassd.snapshots import Snapshot
-from camclassd.sources import Source, SyntheticSource, open_source
+from camclassd.sources import Capture, Source
+from camclassd.sources.synthetic import SyntheticSource
 from tests.conftest import GOLDEN, LABELS, MODELS, SAMPLES, UINT8_MODEL
 
 
@@ -277,12 +279,12 @@ class BadFrames:
     def open(self) -> None:
         self.inner.open()
 
-    def read(self) -> np.ndarray | None:
+    def read(self) -> Capture | None:
         self.reads += 1
         if self.reads > 30:
             return None
         if self.reads % 3 == 0:
-            return np.zeros((0, 320, 3), dtype=np.uint8)
+            return Capture(np.zeros((0, 320, 3), dtype=np.uint8))
         return self.inner.read()
 
     def close(self) -> None:
@@ -326,7 +328,7 @@ class FailingSource:
         self.reads = 0
         self.inner.open()
 
-    def read(self) -> np.ndarray | None:
+    def read(self) -> Capture | None:
         self.reads += 1
         if self.reads == self.fail_at:
             time.sleep(self.hang_s)
@@ -337,9 +339,9 @@ class FailingSource:
         self.inner.close()
 
 
-def factory_with(special: dict[str, Source]) -> Callable[[str, CameraConfig, Path], Source]:
-    def make(name: str, camera: CameraConfig, config_dir: Path) -> Source:
-        return special[name] if name in special else open_source(name, camera, config_dir)
+def factory_with(special: dict[str, Source]) -> Callable[[str, CameraConfig], Source]:
+    def make(name: str, camera: CameraConfig) -> Source:
+        return special[name] if name in special else open_source(name, camera)
 
     return make
 
@@ -396,7 +398,7 @@ def test_last_alive_stops_when_a_camera_hangs(running: list[Pipeline]) -> None:
     release = threading.Event()
 
     class Hangs(FailingSource):
-        def read(self) -> np.ndarray | None:
+        def read(self) -> Capture | None:
             self.reads += 1
             if self.reads > 3:
                 release.wait(10)
@@ -407,7 +409,10 @@ def test_last_alive_stops_when_a_camera_hangs(running: list[Pipeline]) -> None:
     pipeline, _ = start(
         running, config, [sink], source_factory=factory_with({"hangs": Hangs("hangs", 0)})
     )
-    assert wait_until(lambda: pipeline.last_results.get("hangs", None) is not None)
+    # All three frames before the hang classified (under load they trail the first one).
+    assert wait_until(
+        lambda: (last := pipeline.last_results.get("hangs")) is not None and last.seq == 3
+    )
     time.sleep(0.3)
     before = sink.count()
     stalled_at = pipeline.last_alive

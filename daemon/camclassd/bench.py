@@ -32,22 +32,23 @@ from typing import Any, TextIO
 import numpy as np
 import psutil
 
-from camclassd.config import CameraConfig, Config, ImagesCamera, OpenCVCamera, SyntheticCamera
+from camclassd import cameras
+from camclassd.cameras import open_source
+from camclassd.cameras.synthetic import SyntheticCamera
+from camclassd.config import CameraConfig, Config
 from camclassd.engine import Engine, default_model_paths
 from camclassd.metrics import STAGES, Metrics
 from camclassd.pipeline import Pipeline
 from camclassd.preprocess import Preprocessor
 from camclassd.results import Classification, top_k
 from camclassd.snapshots import Snapshot
-from camclassd.sources import open_source
 from camclassd.sources.synthetic import PATTERNS
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mjpeg", ".h264"})
 WARMUP_FRAMES = 10
 SOAK_WARMUP_FRACTION = 0.1
 MIB = 2**20
 
-# The targets of DESIGN.md §5.
+# The performance targets (docs/performance.md, "Targets").
 TARGET_RAW_RATIO = 0.95
 TARGET_OVERHEAD_MS = MappingProxyType({"small": 1.0, "large": 2.0})  # <= 640x480, larger
 TARGET_HALF_P50 = 1.3
@@ -98,17 +99,9 @@ def _model_paths(args: argparse.Namespace) -> tuple[Path, Path]:
 
 
 def parse_source(text: str) -> CameraConfig:
-    """'synthetic:WxH', a video file, an image file, or a directory/glob of images."""
-    if text.startswith("synthetic"):
-        _, _, size = text.partition(":")
-        width, _, height = (size or "640x480").lower().partition("x")
-        try:
-            return SyntheticCamera(width=int(width), height=int(height))
-        except ValueError:
-            raise SystemExit(f"camclassd bench: bad --source {text!r}: use synthetic:WxH") from None
-    if Path(text).suffix.lower() in VIDEO_SUFFIXES:
-        return OpenCVCamera(uri=str(Path(text).resolve()), loop=True)
-    return ImagesCamera(path=str(Path(text).resolve()), loop=True)
+    """`TYPE:ARGUMENT` (synthetic:WxH, picamera2:N, opencv:URI, images:PATH), a video file or
+    stream URL, an image file, or a directory/glob of images: see `cameras.from_cli`."""
+    return cameras.from_cli(text)
 
 
 @dataclass(frozen=True)
@@ -286,7 +279,7 @@ def measure_sequential(
     engine: Engine, camera: CameraConfig, frames: int, progress: Progress
 ) -> dict[str, Any]:
     """(c) the plain loop of tensorflow/examples' classify.py, done well: one thread."""
-    source = open_source("plain", camera, Path.cwd())
+    source = open_source("plain", camera)
     source.open()
     preprocess = Preprocessor(
         size=engine.input_size,
@@ -299,9 +292,10 @@ def measure_sequential(
         for index in range(WARMUP_FRAMES + frames):
             if index == WARMUP_FRAMES:
                 started = time.perf_counter()
-            pixels = source.read()
-            if pixels is None:
+            capture = source.read()
+            if capture is None:
                 raise RuntimeError("the source ended during the benchmark")
+            pixels = capture.pixels
             t_capture = time.time()
             probabilities = engine.infer(engine.to_input(preprocess(pixels)[np.newaxis]))
             top = top_k(probabilities[0], 3, engine.labels)
@@ -497,7 +491,7 @@ def format_report(report: dict[str, Any]) -> str:
             f"soak: {soak['frames']} frames, RSS {soak['rss_after_warmup_mb']:.1f} -> "
             f"{soak['rss_end_mb']:.1f} MiB ({soak['growth_mb_per_10k']:+.2f} MiB / 10k frames)"
         )
-    lines += ["", "targets (DESIGN.md §5)"]
+    lines += ["", "targets (docs/performance.md)"]
     for target in report["targets"]:
         verdict = "met" if target["met"] else "NOT MET"
         lines.append(
@@ -572,10 +566,11 @@ class Progress:
 
 def _read_one_frame(name: str, camera: CameraConfig) -> np.ndarray | None:
     """Open the camera's source, read one frame (None at end of stream) and close it."""
-    source = open_source(name, camera, Path.cwd())
+    source = open_source(name, camera)
     source.open()
     try:
-        return source.read()
+        capture = source.read()
+        return None if capture is None else capture.pixels
     finally:
         source.close()
 

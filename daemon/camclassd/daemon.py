@@ -23,13 +23,14 @@ from typing import Any
 from camclassd import __version__
 from camclassd.commands import Command, CommandInbox, Request, answer, execute, refusal
 from camclassd.config import Config
-from camclassd.configfile import load_config
+from camclassd.configfile import load_config_and_secrets
 from camclassd.engine import Engine
 from camclassd.errors import EXIT_FAILURE, EXIT_OK, ConfigError, UsageError
 from camclassd.metrics import Metrics
-from camclassd.mqtt.client import MqttService, read_password
+from camclassd.mqtt.client import MqttService
 from camclassd.pipeline import Pipeline
 from camclassd.reload import plan
+from camclassd.secrets import MqttSecrets
 from camclassd.service import Notifier, setup_logging, watchdog_due
 from camclassd.sinks import JsonLinesSink, Sink
 
@@ -90,12 +91,12 @@ class Daemon:
     def run(self, *, max_frames: int | None = None) -> int:
         self._install_signal_handlers()  # a SIGHUP or SIGTERM during start-up must not kill us
         try:
-            config, digest = self._load_config()  # bad file: exit 78, nothing started
+            config, digest, secrets = self._load_config()  # bad file: exit 78, nothing started
             setup_logging(self.log_level or config.logging.level, config.logging.target)
             metrics = Metrics(window=config.metrics.window)
             # Built (credentials, TLS files) before anything starts; connects only later, so a
             # daemon that exits 69 never announces itself online.
-            mqtt = self._make_mqtt(config)
+            mqtt = self._make_mqtt(config, secrets)
             sinks = self._sinks(config, mqtt)
             pipeline = self._build_pipeline(config, metrics, sinks)
             pipeline.start()  # model or camera unusable -> ModelError/SourceError -> exit 69
@@ -153,12 +154,10 @@ class Daemon:
             if rt.pipeline.finished.is_set():
                 log.info("all sources ended; stopping")
                 break
-            if max_frames is not None and rt.metrics.classified_total() >= max_frames:
-                log.info(
-                    "classified %d frames (--max-frames %d); stopping",
-                    rt.metrics.classified_total(),
-                    max_frames,
-                )
+            classified = rt.metrics.classified_total() if max_frames is not None else 0
+            if max_frames is not None and classified >= max_frames:
+                # Checked once a tick; frames in flight still drain: the total may end above N.
+                log.info("--max-frames %d reached (%d classified)", max_frames, classified)
                 break
         return EXIT_OK
 
@@ -190,23 +189,26 @@ class Daemon:
             sink.close()
         if rt.mqtt is not None:
             rt.mqtt.stop()
-        log.info("stopped in %.0f ms", (time.monotonic() - started) * 1000)
+        elapsed_ms = (time.monotonic() - started) * 1000
+        classified = rt.metrics.classified_total()
+        log.info("stopped in %.0f ms; %d frames classified in all", elapsed_ms, classified)
 
     # ---- building blocks -------------------------------------------------------------------
 
-    def _load_config(self) -> tuple[Config, str]:
-        """The validated config and a digest of the file, for the status payload."""
-        config = load_config(self.config_path, overrides=self.overrides)
+    def _load_config(self) -> tuple[Config, str, MqttSecrets]:
+        """The validated config, a digest of the file (for the status payload) and the MQTT
+        password and TLS context it names (read once, here)."""
+        config, secrets = load_config_and_secrets(self.config_path, overrides=self.overrides)
         try:
             digest = hashlib.sha256(self.config_path.read_bytes()).hexdigest()[:16]
         except OSError as error:  # deleted or replaced between the two reads
             raise ConfigError(f"{self.config_path}: cannot be read: {error}") from None
-        return config, digest
+        return config, digest, secrets
 
-    def _make_mqtt(self, config: Config) -> MqttService | None:
+    def _make_mqtt(self, config: Config, secrets: MqttSecrets) -> MqttService | None:
         if not config.mqtt.enabled:
             return None
-        return MqttService(config, self.inbox.submit, password=read_password(config.mqtt))
+        return MqttService(config, self.inbox.submit, password=secrets.password, tls=secrets.tls)
 
     @staticmethod
     def _sinks(config: Config, mqtt: MqttService | None) -> list[Sink]:
@@ -327,14 +329,14 @@ class Daemon:
 
     def _reload(self) -> str | None:
         rt = self.runtime
-        new_config, digest = self._load_config()
+        new_config, digest, secrets = self._load_config()
         steps = plan(rt.config, new_config)
         if steps.needs_restart:
             keys = ", ".join(steps.keys("restart"))
             return f"{keys} changed: that takes a restart (systemctl restart camclassd)"
         mqtt, sinks = rt.mqtt, rt.sinks
         if steps.new_session:
-            mqtt = self._make_mqtt(new_config)  # bad credentials or TLS files: rejected here
+            mqtt = self._make_mqtt(new_config, secrets)  # bad secrets were rejected on load
             sinks = self._sinks(new_config, mqtt)
         if steps.new_pipeline or steps.new_session:
             error = self._swap_pipeline(rt, new_config, sinks)

@@ -31,6 +31,7 @@ from typing import Protocol
 
 import numpy as np
 
+from camclassd.cameras import open_source
 from camclassd.config import CameraConfig, Config
 from camclassd.errors import SourceError
 from camclassd.frame import Frame
@@ -39,13 +40,13 @@ from camclassd.preprocess import Preprocessor
 from camclassd.results import Classification, LabelTracker, PublishPolicy, ResultProcessor
 from camclassd.sinks import CLOSE_GRACE_S, FanOut, Sink
 from camclassd.snapshots import Snapshot, SnapshotPolicy
-from camclassd.sources import Backoff, Source, open_source, reopen
+from camclassd.sources import Backoff, Capture, Source, reopen
 from camclassd.sources.base import describe
 from camclassd.stage import PassThrough, Stage, StageInput
 
 log = logging.getLogger(__name__)
 
-SourceFactory = Callable[[str, CameraConfig, Path], Source]
+SourceFactory = Callable[[str, CameraConfig], Source]
 StageFactory = Callable[[str, CameraConfig], Stage]
 SINK_QUEUE = 64  # results and snapshots waiting for the sinks, all cameras together
 
@@ -93,7 +94,7 @@ class Pipeline:
         self._engine_factory = engine_factory
         self._sinks = tuple(sinks)  # owned by the caller: never closed here
         self._fanout: FanOut | None = None
-        self._config_dir = config_dir
+        del config_dir  # still accepted: the loaded Config's paths are already absolute
         self._source_factory = source_factory
         self._stage_factory = stage_factory
         self._backoff = (reconnect_min_s, reconnect_max_s)
@@ -287,7 +288,7 @@ class Pipeline:
                 self._stopping.wait(0.05)  # a file waits where it is
                 continue
             try:
-                captured = source.read()
+                capture = source.read()
             except Exception as error:  # SourceError, or a cv2.error from a broken device
                 log.warning(
                     "camera %s: read failed: %s",
@@ -299,7 +300,7 @@ class Pipeline:
                 if not self._reopen(camera):
                     return
                 continue
-            if captured is None:
+            if capture is None:
                 log.info(
                     "camera %s: end of stream",
                     camera.name,
@@ -309,16 +310,15 @@ class Pipeline:
                 return
             if self.paused:
                 continue  # a live camera keeps flowing so it is fresh on resume
-            self._admit(camera, captured)
+            self._admit(camera, capture)
 
-    def _admit(self, camera: _Camera, captured: np.ndarray) -> None:
+    def _admit(self, camera: _Camera, capture: Capture) -> None:
         """Preprocess one frame, let the stage judge it, queue it for inference."""
         t_captured = time.monotonic()
         wall_time = time.time()
         self.metrics.captured(camera.name)
-        pixels = captured
         try:
-            view = camera.preprocess(pixels)
+            view = camera.preprocess(capture.pixels)
         except Exception:  # a malformed frame must not end the camera
             camera.seq += 1  # lost, so a gap in seq shows it
             log.exception(
@@ -337,8 +337,8 @@ class Pipeline:
             StageInput(
                 camera=camera.name,
                 pixels=view,
-                luma=None,
-                crop=None,
+                luma=capture.luma,
+                crop=None if capture.luma is None else luma_crop(camera.preprocess, capture),
                 t=t_captured,
                 label_pending=camera.results.label_pending,
             )
@@ -351,7 +351,8 @@ class Pipeline:
         camera.seq += 1
         frame = Frame(camera.name, camera.seq, view, wall_time, t_captured, t_preprocessed)
         if snapshot:
-            frame.image = np.array(pixels)  # the source may reuse its buffer
+            # The source's full-size image where it has one; a copy: it may reuse its buffer.
+            frame.image = np.array(capture.full if capture.full is not None else capture.pixels)
         lost = self._queues.put(frame, drop_oldest=camera.drop_oldest)
         if lost is not None:
             self.metrics.dropped(camera.name, "queue_full" if lost is not frame else "shutdown")
@@ -475,7 +476,7 @@ class Pipeline:
 
     def _make_camera(self, name: str, camera: CameraConfig, engine: InferenceEngine) -> _Camera:
         settings = self.config.pipeline
-        source = self._source_factory(name, camera, self._config_dir)
+        source = self._source_factory(name, camera)
         policy = settings.drop_policy
         snapshot_interval = self.config.mqtt.snapshot_interval_s if self.config.mqtt.enabled else 0
         return _Camera(
@@ -624,6 +625,17 @@ class FrameQueues:
             if self._queues[name]:
                 return self._queues[name].popleft()
         raise IndexError("take from empty queues")
+
+
+def luma_crop(preprocess: Preprocessor, capture: Capture) -> tuple[int, int, int, int]:
+    """The camera's crop/ROI in the luma plane's coordinates, as (x, y, width, height)."""
+    assert capture.luma is not None
+    height, width = capture.pixels.shape[:2]
+    luma_h, luma_w = capture.luma.shape[:2]
+    x1, y1, x2, y2 = preprocess.crop_box(width, height)
+    sx, sy = luma_w / width, luma_h / height
+    left, top = round(x1 * sx), round(y1 * sy)
+    return (left, top, max(1, round(x2 * sx) - left), max(1, round(y2 * sy) - top))
 
 
 def _close_quietly(source: Source) -> None:

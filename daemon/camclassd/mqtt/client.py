@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import ssl
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
+from camclassd import secrets
 from camclassd.commands import Request
 from camclassd.config import Config, MQTTConfig
 from camclassd.errors import ConfigError
@@ -34,6 +33,7 @@ from camclassd.mqtt.publisher import Publisher
 from camclassd.mqtt.session import QOS_CONTROL, Session, describe_reason
 from camclassd.mqtt.topics import Topics
 from camclassd.results import Classification
+from camclassd.secrets import SecretsError
 from camclassd.snapshots import Snapshot
 
 log = logging.getLogger(__name__)
@@ -41,48 +41,21 @@ log = logging.getLogger(__name__)
 __all__ = ["MqttService", "describe_reason", "read_password", "tls_context"]
 
 
-CREDENTIAL_NAME = "mqtt_password"
-
-
 def read_password(config: MQTTConfig) -> str | None:
-    """`password_file`, else `$CREDENTIALS_DIRECTORY/mqtt_password` (systemd LoadCredential=),
-    else None. The password never passes through the TOML nor a log line."""
-    if config.password_file is not None:
-        path, what = config.password_file.expanduser(), "mqtt.password_file"
-    else:
-        directory = os.environ.get("CREDENTIALS_DIRECTORY")
-        if not directory or not (Path(directory) / CREDENTIAL_NAME).exists():
-            return None
-        path, what = Path(directory) / CREDENTIAL_NAME, f"the systemd credential {CREDENTIAL_NAME}"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(
-            f"{what}: cannot read {path}: {error.strerror or error}; the file must be readable "
-            "by the service user"
-        ) from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{what}: {path} is not UTF-8 text") from None
-    password = text.rstrip("\r\n")  # editors add a final newline; keep any other whitespace
-    if not password:
-        raise ConfigError(f"{what}: {path} is empty")
-    return password
+    """`password_file`, else the systemd credential 'mqtt_password', else None (one reader
+    for every command: `camclassd.secrets`)."""
+    return secrets.read_password(config.password_file)
 
 
 def tls_context(mc: MQTTConfig) -> ssl.SSLContext | None:
-    """The client TLS context from mqtt.tls, built once; ConfigError when a file is bad."""
+    """The client TLS context from mqtt.tls (when not loaded with the config, as in tests)."""
     tls = mc.tls
     if not tls.enabled:
         return None
     try:
-        context = ssl.create_default_context(
-            ssl.Purpose.SERVER_AUTH, cafile=str(tls.ca_file) if tls.ca_file else None
-        )
-        if tls.cert_file:
-            context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
-    except (OSError, ssl.SSLError, ValueError) as error:
+        return secrets.tls_context(tls.ca_file, tls.cert_file, tls.key_file)
+    except SecretsError as error:
         raise ConfigError(f"mqtt.tls: cannot load the certificates or key: {error}") from None
-    return context
 
 
 class MqttService:
