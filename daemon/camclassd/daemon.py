@@ -23,6 +23,7 @@ from typing import Any
 from camclassd import __version__
 from camclassd.config import Config
 from camclassd.configfile import load_config
+from camclassd.endpoint import MetricsEndpoint
 from camclassd.engine import Engine
 from camclassd.errors import EXIT_FAILURE, EXIT_OK, ConfigError, UsageError
 from camclassd.metrics import Metrics
@@ -65,6 +66,7 @@ class Daemon:
         self.config: Config | None = None
         self.config_digest = ""
         self.metrics: Metrics | None = None
+        self.endpoint: MetricsEndpoint | None = None  # the Prometheus endpoint, when enabled
         self.pipeline: Pipeline | None = None
         self.mqtt: MqttService | None = None
         self.stdout_sink: JsonLinesSink | None = None
@@ -88,11 +90,15 @@ class Daemon:
             # Built (credentials, TLS files) before anything starts; connects only later, so
             # a daemon that exits 69 never announces itself online.
             self.mqtt = MqttService(config, self, password=read_password(config.mqtt))
+            self.metrics.on_collect(self.mqtt.report)  # the link's counters in every snapshot
+        self.endpoint = MetricsEndpoint(self.metrics)
 
         self.pipeline = self._build_pipeline(config)
         try:
+            self.endpoint.apply(config.prometheus)  # port taken: ConfigError -> exit 78
             self.pipeline.start()  # model or camera unusable -> ModelError/SourceError -> exit 69
         except BaseException:
+            self.endpoint.stop()
             self._restore_signal_handlers()
             raise
         try:
@@ -159,6 +165,8 @@ class Daemon:
         ):
             log.warning("some pipeline threads did not stop within the deadline")
         self._publish_metrics()
+        if self.endpoint is not None:
+            self.endpoint.stop()
         if self.mqtt is not None:
             self.mqtt.stop()
         if self.stdout_sink is not None:
@@ -208,9 +216,7 @@ class Daemon:
     def _publish_metrics(self) -> None:
         if self.mqtt is None or self.metrics is None:
             return
-        snapshot = self.metrics.snapshot()
-        snapshot["process"] = self.metrics.process_stats()
-        self.mqtt.publish_metrics(snapshot)
+        self.mqtt.publish_metrics(self.metrics.snapshot())
 
     def _status_line(self, healthy: bool) -> str:
         assert self.metrics is not None and self.pipeline is not None
@@ -340,6 +346,11 @@ class Daemon:
                 "mqtt.enabled changed: that takes a restart (systemctl restart camclassd), "
                 "not a reload"
             )
+        assert self.endpoint is not None
+        try:  # first: a port that cannot be bound rejects the reload before anything stops
+            self.endpoint.apply(new_config.prometheus)
+        except ConfigError as error:
+            return str(error)
         new_pipeline = self._build_pipeline(new_config, old_pipeline.sequence_numbers())
         # Stop the old pipeline first: two interpreters and two cameras open at once would
         # not fit on a small device, and a camera cannot be opened twice.
@@ -351,6 +362,10 @@ class Daemon:
             log.exception("new config could not start; restarting the previous one")
             restored = self._build_pipeline(self.config, old_pipeline.sequence_numbers())
             self._start_in_pause_state(restored)
+            try:  # the running config stays: so does its endpoint
+                self.endpoint.apply(self.config.prometheus)
+            except ConfigError as endpoint_error:
+                log.error("%s", endpoint_error)
             return f"the new config could not start: {error}"
         finally:
             self.notifier.watchdog()

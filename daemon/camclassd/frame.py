@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# The stages a frame's latency is split into, in the order of the metrics payload.
+STAGES = ("capture_to_publish", "queue", "preprocess", "inference", "postprocess")
+
 
 @dataclass(slots=True)
 class Frame:
@@ -24,3 +27,14 @@ class Frame:
     t_inferred: float = 0.0
     t_published: float = 0.0
     image: np.ndarray | None = None  # raw RGB frame, kept only while a snapshot is wanted
+
+    def latencies_ms(self) -> dict[str, float]:
+        """Per-stage latency from the stamps, in milliseconds (one computation, read by the
+        result payload and the metrics alike)."""
+        return {
+            "capture_to_publish": (self.t_published - self.t_captured) * 1000.0,
+            "queue": (self.t_dequeued - self.t_preprocessed) * 1000.0,
+            "preprocess": (self.t_preprocessed - self.t_captured) * 1000.0,
+            "inference": (self.t_inferred - self.t_dequeued) * 1000.0,
+            "postprocess": (self.t_published - self.t_inferred) * 1000.0,
+        }

@@ -387,6 +387,7 @@ class Pipeline:
             top = top_k(probabilities, self.config.model.top_k, engine.labels, settings.min_score)
             stable_label, changed = camera.tracker.update(top)
             frame.t_published = time.monotonic()
+            latency = frame.latencies_ms()  # once: for the result and for the metrics
             result = Classification(
                 camera=frame.camera,
                 seq=frame.seq,
@@ -395,13 +396,13 @@ class Pipeline:
                 top=top,
                 stable_label=stable_label,
                 changed=changed,
-                latency_ms=stage_latencies_ms(frame),
+                latency_ms=latency,
                 image=frame.image,
             )
             publish = camera.policy.should_publish(frame.t_published, changed)
             self._last_results[camera.name] = result
             camera.last_classified = frame.t_published
-            self.metrics.classified(frame)
+            self.metrics.classified(frame, latency)
             if publish or frame.image is not None:
                 self._publish(result)
 
@@ -478,17 +479,6 @@ class Pipeline:
         thread = threading.Thread(target=target, args=args, name=f"camclassd-{role}", daemon=True)
         thread.start()
         return thread
-
-
-def stage_latencies_ms(frame: Frame) -> dict[str, float]:
-    """Per-stage latency of a frame from its stamps, in milliseconds."""
-    return {
-        "capture_to_publish": (frame.t_published - frame.t_captured) * 1000.0,
-        "queue": (frame.t_dequeued - frame.t_preprocessed) * 1000.0,
-        "preprocess": (frame.t_preprocessed - frame.t_captured) * 1000.0,
-        "inference": (frame.t_inferred - frame.t_dequeued) * 1000.0,
-        "postprocess": (frame.t_published - frame.t_inferred) * 1000.0,
-    }
 
 
 @dataclass(eq=False)

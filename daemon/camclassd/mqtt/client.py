@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, ParamSpec, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -39,6 +39,8 @@ from camclassd.errors import ConfigError
 from camclassd.mqtt.commands import CommandHandler, CommandTarget
 from camclassd.mqtt.discovery import discovery_configs, enabled_cameras, removed_topics
 from camclassd.mqtt.payloads import (
+    MQTT_LINK_COUNTERS,
+    MQTT_LINK_GAUGES,
     classification_payload,
     encode,
     metrics_payload,
@@ -49,6 +51,9 @@ from camclassd.mqtt.payloads import (
 from camclassd.mqtt.store import Pending, Store
 from camclassd.mqtt.topics import Topics
 from camclassd.results import Classification
+
+if TYPE_CHECKING:
+    from camclassd.metrics import Metrics, MetricsSnapshot
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -305,10 +310,10 @@ class MqttService:
         if flushed:
             log.info("MQTT: delivered %d results kept while disconnected", flushed)
 
-    def publish_metrics(self, snapshot: dict[str, Any]) -> None:
+    def publish_metrics(self, snapshot: MetricsSnapshot) -> None:
         """Metrics are not stored while disconnected: the next interval's are newer."""
-        payload = metrics_payload(snapshot, self.device, self.counters(), time.time())
         if self.connected:
+            payload = metrics_payload(snapshot, self.device, time.time())
             self._publish(self.topics.metrics, encode(payload), self._config.mqtt.qos_metrics)
 
     def publish_status(self, status: dict[str, Any]) -> None:
@@ -317,6 +322,15 @@ class MqttService:
         self._status = data
         if self.connected:
             self._publish(self.topics.status, data, QOS_CONTROL, retain=True)
+
+    def report(self, metrics: Metrics) -> None:
+        """The link's counters into the metrics model (an `on_collect` hook: read at each
+        snapshot, so the MQTT payload and Prometheus show the same values)."""
+        counters = self.counters()
+        for key in MQTT_LINK_GAUGES:
+            metrics.set_gauge(f"mqtt_{key}", float(counters[key]))
+        for key in MQTT_LINK_COUNTERS:
+            metrics.set_counter(f"mqtt_{key}", int(counters[key]))
 
     def counters(self) -> dict[str, Any]:
         with self._lock:
