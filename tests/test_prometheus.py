@@ -24,10 +24,10 @@ from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from camclassd import __version__
+from camclassd import __version__, cli
 from camclassd.config import PrometheusConfig
 from camclassd.endpoint import MetricsEndpoint
-from camclassd.errors import ConfigError
+from camclassd.errors import EXIT_CONFIG, ConfigError
 from camclassd.frame import STAGES, Frame
 from camclassd.metrics import LATENCY_BUCKETS_S, Metrics
 from camclassd.procstats import Throttling
@@ -159,6 +159,30 @@ def test_board_readings_where_there_are_some() -> None:
     assert value(samples, "camclassd_pi_throttled", flag="freq_capped") == 0
     off_a_pi = parse(rendered(metrics))
     assert not any(name.startswith("camclassd_pi_throttled") for name, _ in off_a_pi)
+
+
+MINIMAL = """
+[cameras.front]
+type = "synthetic"
+
+[mqtt]
+enabled = false
+"""
+
+
+def test_check_config_shows_the_endpoint_and_rejects_a_bad_port(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "camclassd.toml"
+    path.write_text(MINIMAL)
+    assert cli.main(["check-config", str(path)]) == 0
+    assert "  prometheus: off" in capsys.readouterr().out
+    path.write_text(MINIMAL + '[prometheus]\nenabled = true\nhost = "::1"\nport = 9100\n')
+    assert cli.main(["check-config", str(path)]) == 0
+    assert "  prometheus: http://[::1]:9100/metrics" in capsys.readouterr().out
+    path.write_text(MINIMAL + "[prometheus]\nenabled = true\nport = 0\n")
+    assert cli.main(["check-config", str(path)]) == EXIT_CONFIG
+    assert "prometheus.port = 0 (line 9)" in capsys.readouterr().err
 
 
 def scrape(port: int, host: str = "127.0.0.1") -> Samples:
