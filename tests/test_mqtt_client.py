@@ -293,18 +293,19 @@ def test_metrics_and_status_payloads_through_the_broker(
 
 
 def sample_metrics(link: MqttService | None = None) -> MetricsSnapshot:
-    """A snapshot of a real Metrics (one camera, 118 frames classified); with `link`, its
-    counters read at the snapshot as the daemon does."""
+    """A snapshot of a real Metrics (one camera, 118 frames classified at 9.8 fps); with
+    `link`, its counters read at the snapshot as the daemon does."""
     metrics = Metrics(window=50, cameras=["front"])
     if link is not None:
         metrics.on_collect(link.report)
-    t = time.monotonic() - 12.0
+    every = 1 / 9.8  # s: 9.8 fps
+    t = time.monotonic() - 120 * every
     for seq in range(120):
         metrics.captured("front")
         if seq < 2:
             metrics.dropped("front", "queue_full")
             continue
-        frame = Frame("front", seq, np.zeros((1, 1, 3), np.uint8), time.time(), t + seq * 0.1)
+        frame = Frame("front", seq, np.zeros((1, 1, 3), np.uint8), time.time(), t + seq * every)
         frame.t_preprocessed = frame.t_captured + 0.0009
         frame.t_dequeued = frame.t_preprocessed + 0.0004
         frame.t_inferred = frame.t_dequeued + 0.0118
