@@ -12,8 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -33,8 +32,10 @@ from camclassd.metrics import LATENCY_BUCKETS_S, Metrics
 from camclassd.procstats import Throttling
 from camclassd.prometheus import SnapshotCollector, families
 from tests.broker import Mosquitto, free_port
-from tests.daemon_helpers import REPO, collector, daemon, write_config
+from tests.daemon_helpers import REPO, collector, daemon
 from tests.daemon_helpers import Collector as Subscriber
+from tests.test_daemon import make_config
+from tests.test_mqtt_client import wait_until
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -247,55 +248,25 @@ def test_the_daemon_does_not_import_prometheus_client_unless_enabled() -> None:
 
 # ---- the real daemon -----------------------------------------------------------------------
 
-CONFIG = """
-[device]
-id = "{device}"
-
-[cameras.front]
-type = "images"
-path = "@SAMPLES@/*.jpg"
-fps = 10
-loop = true
-
-[model]
-path = "@MODELS@/efficientnet_lite0_uint8.tflite"
-labels = "@MODELS@/imagenet_labels.txt"
-num_threads = 1
-
-[pipeline]
-stable_frames = 1
-
-[mqtt]
-host = "127.0.0.1"
-port = {broker}
-reconnect_min_s = 0.2
-reconnect_max_s = 1.0
-
-[homeassistant]
-enabled = false
-
-[metrics]
-interval_s = 0.5
-
+PROMETHEUS = """
 [prometheus]
 enabled = true
 port = {port}
 """
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
-
-
 def daemon_config(tmp_path: Path, broker: int, port: int) -> tuple[Path, str]:
-    device = f"t{uuid.uuid4().hex[:8]}"
-    text = CONFIG.format(device=device, broker=broker, port=port)
-    return write_config(tmp_path / "camclassd.toml", text), device
+    """test_daemon's config (images of samples/ looping at 10 fps, MQTT) with the endpoint."""
+    config, device = make_config(tmp_path, broker)
+    config.write_text(config.read_text() + PROMETHEUS.format(port=port))
+    return config, device
+
+
+def move_to(config: Path, old: int, new: int) -> None:
+    """Set [prometheus] port (the last line of the file) from `old` to `new`."""
+    text = config.read_text()
+    assert text.endswith(f"\nport = {old}\n")
+    config.write_text(text.removesuffix(f"port = {old}\n") + f"port = {new}\n")
 
 
 def pause(sub: Subscriber, base: str) -> None:
@@ -318,7 +289,7 @@ def test_scraping_the_running_daemon_matches_what_it_classified(
             samples = scrape(port)
             return samples[classified] == len(sub.on("/front/classification"))
 
-        assert wait_until(settled), proc.log()
+        assert wait_until(settled, timeout=20), proc.log()
         samples = scrape(port)
         results = [m.json() for m in sub.on("/front/classification")]
         n = len(results)
@@ -344,15 +315,15 @@ def test_scraping_the_running_daemon_matches_what_it_classified(
 
         # A reload to another port moves the endpoint; a taken port is a rejected reload.
         moved = free_port()
-        config.write_text(config.read_text().replace(f"port = {port}", f"port = {moved}"))
+        move_to(config, port, moved)
         proc.signal(signal.SIGHUP)
-        assert wait_until(lambda: not refuses(moved)), proc.log()
+        assert wait_until(lambda: not refuses(moved), timeout=20), proc.log()
         assert refuses(port)
         assert scrape(moved)[classified] == n  # the same model: no counter restarted
         with taken_port() as busy:
-            config.write_text(config.read_text().replace(f"port = {moved}", f"port = {busy}"))
+            move_to(config, moved, busy)
             proc.signal(signal.SIGHUP)
-            assert wait_until(lambda: "reload rejected" in proc.log()), proc.log()
+            assert wait_until(lambda: "reload rejected" in proc.log(), timeout=20), proc.log()
         assert f"cannot listen on 127.0.0.1:{busy}" in proc.log()
         assert scrape(moved)[classified] == n and proc.alive()
         proc.signal(signal.SIGTERM)
@@ -362,10 +333,8 @@ def test_scraping_the_running_daemon_matches_what_it_classified(
 
 def test_a_taken_port_is_a_config_error_at_start(tmp_path: Path) -> None:
     with taken_port() as busy:
-        text = CONFIG.format(device="t-busy", broker=free_port(), port=busy)
-        config = write_config(
-            tmp_path / "camclassd.toml", text.replace("[mqtt]", "[mqtt]\nenabled = false")
-        )
+        config, _ = daemon_config(tmp_path, free_port(), busy)
+        config.write_text(config.read_text().replace("[mqtt]", "[mqtt]\nenabled = false"))
         with daemon(config) as proc:
             assert proc.wait(timeout=30) == 78, proc.log()
             lines = [line for line in proc.log().splitlines() if line.strip()]

@@ -132,13 +132,7 @@ class MetricsSnapshot:
     def frames(self) -> dict[str, int]:
         """Per-camera counters summed over the cameras, plus the device-wide count of the
         same name (an error outside any camera counts in "errors")."""
-        totals = dict.fromkeys(CAMERA_COUNTERS, 0)
-        for camera in self.cameras.values():
-            for name, value in camera.counters.items():
-                totals[name] = totals.get(name, 0) + value
-        for name in totals:
-            totals[name] += self.counters.get(name, 0)
-        return totals
+        return frame_totals((camera.counters for camera in self.cameras.values()), self.counters)
 
     def dropped(self) -> dict[str, int]:
         """Dropped frames by reason over all cameras."""
@@ -327,13 +321,8 @@ class Metrics:
     def counters(self) -> dict[str, int]:
         """The frame counters over all cameras (without the cost of a snapshot)."""
         with self._lock:
-            totals = dict.fromkeys(CAMERA_COUNTERS, 0)
-            for camera in self._cameras.values():
-                for name, value in camera.counters.items():
-                    totals[name] = totals.get(name, 0) + value
-            for name in totals:
-                totals[name] += self._counters.get(name, 0)
-            return totals
+            cameras = (camera.counters for camera in self._cameras.values())
+            return frame_totals(cameras, self._counters)
 
     def latency_values(self, stage: str) -> np.ndarray:
         """The seconds-valued samples of one stage (all cameras) currently in the window."""
@@ -350,6 +339,17 @@ class Metrics:
     def classified_total(self) -> int:
         with self._lock:
             return sum(camera.counters["classified"] for camera in self._cameras.values())
+
+
+def frame_totals(cameras: Iterable[Mapping[str, int]], device: Mapping[str, int]) -> dict[str, int]:
+    """Per-camera counters summed, plus the device-wide counter of the same name."""
+    totals = dict.fromkeys(CAMERA_COUNTERS, 0)
+    for counters in cameras:
+        for name, value in counters.items():
+            totals[name] = totals.get(name, 0) + value
+    for name in totals:
+        totals[name] += device.get(name, 0)
+    return totals
 
 
 def _check_name(name: str) -> None:
