@@ -10,7 +10,7 @@ import pytest
 from camclassd import __version__
 from camclassd.mqtt.client import MqttService
 from camclassd.mqtt.discovery import discovery_configs, removed_topics
-from camclassd.mqtt.payloads import classification_payload, metrics_payload, mqtt_counters
+from camclassd.mqtt.payloads import classification_payload, metrics_payload
 from tests.broker import Mosquitto
 from tests.mqtt_helpers import Subscriber
 from tests.test_mqtt_client import (
@@ -82,10 +82,7 @@ def test_templates_render_against_real_payloads() -> None:
     config = make_config(1883, device="pi-door")
     by_id = {p["unique_id"]: p for p in discovery_configs(config, "1.0").values()}
     result = classification_payload(make_result("front", 1), "pi-door")
-    counters = mqtt_counters(
-        buffered=0, dropped=0, delivered_after_reconnect=0, reconnects=0, connected=True
-    )
-    metrics = metrics_payload(sample_metrics(), "pi-door", counters, 1.7e9)
+    metrics = metrics_payload(sample_metrics(), "pi-door", 1.7e9)
 
     def render(uid: str, key: str, value: object) -> str:
         return str(env.from_string(by_id[uid][key]).render(value_json=value))

@@ -21,11 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
 from camclassd.config import Config
 from camclassd.errors import ConfigError
+from camclassd.frame import Frame
+from camclassd.metrics import Metrics, MetricsSnapshot
 from camclassd.mqtt.client import MqttService, read_password
 from camclassd.mqtt.session import reconnect_delay
 from camclassd.results import Classification, Prediction
@@ -272,7 +275,7 @@ def test_metrics_and_status_payloads_through_the_broker(
     sub = subscribers(broker.port, [f"camclassd/{device}/metrics", f"camclassd/{device}/status"])
     service = service_factory(config)
     assert wait_until(lambda: service.connected)
-    service.publish_metrics(sample_metrics())
+    service.publish_metrics(sample_metrics(service))
     message = sub.wait_for(topic_is(f"camclassd/{device}/metrics"))
     payload = json.loads(message.payload)
     validate(payload, "metrics")
@@ -289,36 +292,27 @@ def test_metrics_and_status_payloads_through_the_broker(
     validate(json.loads(status.payload), "status")
 
 
-def sample_metrics() -> dict[str, Any]:
-    stage = {"p50": 11.8, "p90": 12.5, "p99": 14.0, "max": 15.1, "count": 118}
-    return {
-        "uptime_s": 12.3,
-        "fps": 9.8,
-        "frames": {
-            "captured": 120,
-            "classified": 118,
-            "published": 118,
-            "dropped": 2,
-            "errors": 0,
-            "reconnects": 0,
-        },
-        "dropped": {"queue_full": 2},
-        "cameras": {
-            "front": {
-                "captured": 120,
-                "classified": 118,
-                "dropped": 2,
-                "errors": 0,
-                "reconnects": 0,
-                "fps": 9.8,
-            }
-        },
-        "latency_ms": {
-            name: dict(stage)
-            for name in ("capture_to_publish", "queue", "preprocess", "inference", "postprocess")
-        },
-        "process": {"cpu_percent": 41.0, "rss_mb": 96.5, "cpu_temp_c": None},
-    }
+def sample_metrics(link: MqttService | None = None) -> MetricsSnapshot:
+    """A snapshot of a real Metrics (one camera, 118 frames classified at 9.8 fps); with
+    `link`, its counters read at the snapshot as the daemon does."""
+    metrics = Metrics(window=50, cameras=["front"])
+    if link is not None:
+        metrics.on_collect(link.report)
+    every = 1 / 9.8  # s: 9.8 fps
+    t = time.monotonic() - 120 * every
+    for seq in range(120):
+        metrics.captured("front")
+        if seq < 2:
+            metrics.dropped("front", "queue_full")
+            continue
+        frame = Frame("front", seq, np.zeros((1, 1, 3), np.uint8), time.time(), t + seq * every)
+        frame.t_preprocessed = frame.t_captured + 0.0009
+        frame.t_dequeued = frame.t_preprocessed + 0.0004
+        frame.t_inferred = frame.t_dequeued + 0.0118
+        frame.t_published = frame.t_inferred + 0.0011
+        metrics.classified(frame)
+        metrics.published("front")
+    return metrics.snapshot()
 
 
 def test_start_never_blocks_while_the_broker_is_down(
@@ -514,7 +508,7 @@ def test_metrics_report_the_store_after_an_outage(
     broker.start()
     sub = subscribers(broker.port, [f"camclassd/{device}/metrics"])
     assert wait_until(lambda: service.counters()["delivered_after_reconnect"] == 2, timeout=10)
-    service.publish_metrics(sample_metrics())
+    service.publish_metrics(sample_metrics(service))
     payload = json.loads(sub.wait_for(topic_is(f"camclassd/{device}/metrics")).payload)
     validate(payload, "metrics")
     assert payload["mqtt"] == {

@@ -204,7 +204,7 @@ def test_slow_sink_keeps_queue_bounded_and_counts_drops(running: list[Pipeline])
     assert max(depths) <= 2
     counters = metrics.counters()
     snapshot = metrics.snapshot()
-    assert snapshot["dropped"]["queue_full"] > 10 * counters["classified"] / 4
+    assert snapshot.dropped()["queue_full"] > 10 * counters["classified"] / 4
     assert counters["captured"] == counters["classified"] + counters["dropped"] + counters["gated"]
     # drop-oldest keeps the newest: frames reach the sink with growing gaps in seq.
     seqs = [r.seq for r in sink.results]
@@ -260,7 +260,7 @@ def test_inference_error_is_counted_and_survived() -> None:
     assert pipeline.stop(5.0)
     photos = len(list(SAMPLES.glob("*.jpg")))
     assert [r.seq for r in sink.results] == [s for s in range(1, photos + 1) if s != 2]
-    assert metrics.snapshot()["dropped"] == {"inference_error": 1}
+    assert metrics.snapshot().dropped() == {"inference_error": 1}
     counters = metrics.counters()
     assert counters["errors"] == 1
     assert counters["captured"] == counters["classified"] + counters["dropped"] + counters["gated"]
@@ -305,7 +305,7 @@ def test_bad_frames_are_counted_and_survived() -> None:
     counters = metrics.counters()
     assert counters["classified"] == 20 == sink.count()
     assert counters["errors"] == 10
-    assert metrics.snapshot()["dropped"] == {"bad_frame": 10}
+    assert metrics.snapshot().dropped() == {"bad_frame": 10}
     assert counters["captured"] == counters["classified"] + counters["dropped"] + counters["gated"]
 
 
@@ -358,7 +358,7 @@ def test_failing_source_is_reopened(running: list[Pipeline], hang_s: float) -> N
     assert pipeline.stop(5.0)
     counters = metrics.counters()
     assert counters["reconnects"] >= 2
-    assert metrics.snapshot()["cameras"]["flaky"]["reconnects"] == counters["reconnects"]
+    assert metrics.snapshot().cameras["flaky"].counters["reconnects"] == counters["reconnects"]
     assert counters["errors"] >= 2  # each failure counted
 
 
@@ -575,7 +575,7 @@ def test_camera_whose_open_raises_unexpectedly_is_retried(running: list[Pipeline
     assert wait_until(lambda: any(r.camera == "buggy" for r in list(sink.results)))
     assert not pipeline.failed and not pipeline.finished.is_set()
     assert pipeline.stop(5.0)
-    assert metrics.snapshot()["cameras"]["buggy"]["reconnects"] >= 1
+    assert metrics.snapshot().cameras["buggy"].counters["reconnects"] >= 1
 
 
 def test_camera_whose_reopen_raises_unexpectedly_keeps_retrying(running: list[Pipeline]) -> None:

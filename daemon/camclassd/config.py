@@ -285,6 +285,20 @@ class MetricsConfig(Section):
     )
 
 
+class PrometheusConfig(Section):
+    enabled: bool = Field(
+        default=False,
+        description="Serve the metrics for Prometheus over HTTP at http://HOST:PORT/metrics.",
+    )
+    host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Address to listen on; '0.0.0.0' (or '::') lets other machines scrape. "
+        "The endpoint has no authentication.",
+    )
+    port: int = Field(default=9473, ge=1, le=65535, description="TCP port to listen on.")
+
+
 class LoggingConfig(Section):
     level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Log level."
@@ -313,6 +327,9 @@ class Config(Section):
         default_factory=HomeAssistantConfig, description="Home Assistant discovery."
     )
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Metrics.")
+    prometheus: PrometheusConfig = Field(
+        default_factory=PrometheusConfig, description="The Prometheus endpoint (off by default)."
+    )
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
 
     @model_validator(mode="after")

@@ -228,4 +228,10 @@ def summarise(config: Config) -> str:
     else:
         lines.append("  mqtt: off (results go to stdout)")
     lines.append(f"  homeassistant: {'on' if config.homeassistant.enabled else 'off'}")
+    prometheus = config.prometheus
+    if prometheus.enabled:
+        host = f"[{prometheus.host}]" if ":" in prometheus.host else prometheus.host
+        lines.append(f"  prometheus: http://{host}:{prometheus.port}/metrics")
+    else:
+        lines.append("  prometheus: off")
     return "\n".join(lines)

@@ -24,6 +24,7 @@ from camclassd import __version__
 from camclassd.commands import Command, CommandInbox, Request, answer, execute, refusal
 from camclassd.config import Config
 from camclassd.configfile import load_config_and_secrets
+from camclassd.endpoint import MetricsEndpoint
 from camclassd.engine import Engine
 from camclassd.errors import EXIT_FAILURE, EXIT_OK, ConfigError, UsageError
 from camclassd.metrics import Metrics
@@ -55,6 +56,7 @@ class Runtime:
     config: Config
     config_digest: str
     metrics: Metrics
+    endpoint: MetricsEndpoint  # Prometheus, when [prometheus] enabled
     mqtt: MqttService | None
     sinks: list[Sink]
     pipeline: Pipeline
@@ -97,13 +99,20 @@ class Daemon:
             # Built (credentials, TLS files) before anything starts; connects only later, so a
             # daemon that exits 69 never announces itself online.
             mqtt = self._make_mqtt(config, secrets)
+            metrics.on_collect(self._report_link)  # the link's counters in every snapshot
             sinks = self._sinks(config, mqtt)
             pipeline = self._build_pipeline(config, metrics, sinks)
-            pipeline.start()  # model or camera unusable -> ModelError/SourceError -> exit 69
+            endpoint = MetricsEndpoint(metrics)
+            endpoint.apply(config.prometheus)  # port taken: ConfigError -> exit 78
+            try:
+                pipeline.start()  # model or camera unusable -> ModelError/SourceError -> 69
+            except BaseException:
+                endpoint.stop()
+                raise
         except BaseException:
             self._restore_signal_handlers()
             raise
-        self._runtime = rt = Runtime(config, digest, metrics, mqtt, sinks, pipeline)
+        self._runtime = rt = Runtime(config, digest, metrics, endpoint, mqtt, sinks, pipeline)
         try:
             if mqtt is not None:
                 mqtt.start()  # never blocks: the broker may be down, results are buffered
@@ -185,6 +194,7 @@ class Daemon:
         if not rt.pipeline.stop(rt.config.pipeline.stop_timeout_s):
             log.warning("some pipeline threads did not stop within the deadline")
         self._publish_metrics()
+        rt.endpoint.stop()
         for sink in rt.sinks:
             sink.close()
         if rt.mqtt is not None:
@@ -237,13 +247,17 @@ class Daemon:
             pipeline.pause()  # before start: not one frame classified while paused
         return pipeline
 
+    def _report_link(self, metrics: Metrics) -> None:
+        """The running MQTT session's counters (a reload may have made a new session)."""
+        rt = self._runtime
+        if rt is not None and rt.mqtt is not None:
+            rt.mqtt.report(metrics)
+
     def _publish_metrics(self) -> None:
         rt = self.runtime
         if rt.mqtt is None:
             return
-        snapshot = rt.metrics.snapshot()
-        snapshot["process"] = rt.metrics.process_stats()
-        rt.mqtt.publish_metrics(snapshot)
+        rt.mqtt.publish_metrics(rt.metrics.snapshot())
 
     def _status_line(self, healthy: bool) -> str:
         rt = self.runtime
@@ -334,6 +348,8 @@ class Daemon:
         if steps.needs_restart:
             keys = ", ".join(steps.keys("restart"))
             return f"{keys} changed: that takes a restart (systemctl restart camclassd)"
+        # First: a port that cannot be bound rejects the reload before anything stops.
+        rt.endpoint.apply(new_config.prometheus)
         mqtt, sinks = rt.mqtt, rt.sinks
         if steps.new_session:
             mqtt = self._make_mqtt(new_config, secrets)  # bad secrets were rejected on load
@@ -341,6 +357,7 @@ class Daemon:
         if steps.new_pipeline or steps.new_session:
             error = self._swap_pipeline(rt, new_config, sinks)
             if error is not None:
+                self._restore_endpoint(rt)
                 return error
         if steps.new_session:
             if rt.mqtt is not None:
@@ -356,6 +373,14 @@ class Daemon:
         setup_logging(self.log_level or new_config.logging.level, new_config.logging.target)
         self._republish_status()
         return None
+
+    @staticmethod
+    def _restore_endpoint(rt: Runtime) -> None:
+        """The running config stays: so does its endpoint."""
+        try:
+            rt.endpoint.apply(rt.config.prometheus)
+        except ConfigError as error:
+            log.error("%s", error)
 
     def _swap_pipeline(self, rt: Runtime, config: Config, sinks: list[Sink]) -> str | None:
         old = rt.pipeline

@@ -454,6 +454,7 @@ class Pipeline:
         # One camera's results reach the fan-out one at a time and in classification order.
         with camera.lock:
             frame.t_published = time.monotonic()
+            latency = frame.latencies_ms()  # once: for the result and for the metrics
             result, publish = camera.results.process(
                 probabilities,
                 camera=frame.camera,
@@ -461,10 +462,10 @@ class Pipeline:
                 wall_time=frame.wall_time,
                 model=model,
                 now=frame.t_published,
-                latency_ms=frame.latencies_ms(),
+                latency_ms=latency,
             )
             camera.last_alive = frame.t_published
-            self.metrics.classified(frame)
+            self.metrics.classified(frame, latency)
             if publish:
                 fanout.submit(result)
             if frame.image is not None:

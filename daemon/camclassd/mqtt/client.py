@@ -16,7 +16,7 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
@@ -28,13 +28,16 @@ from camclassd.errors import ConfigError
 from camclassd.mqtt.announcer import Announcer
 from camclassd.mqtt.dispatch import Dispatcher
 from camclassd.mqtt.outbox import Outbox
-from camclassd.mqtt.payloads import mqtt_counters
+from camclassd.mqtt.payloads import MQTT_LINK_COUNTERS, MQTT_LINK_GAUGES, mqtt_counters
 from camclassd.mqtt.publisher import Publisher
 from camclassd.mqtt.session import QOS_CONTROL, Session, describe_reason
 from camclassd.mqtt.topics import Topics
 from camclassd.results import Classification
 from camclassd.secrets import SecretsError
 from camclassd.snapshots import Snapshot
+
+if TYPE_CHECKING:
+    from camclassd.metrics import Metrics, MetricsSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +140,17 @@ class MqttService:
     def publish_status(self, status: Mapping[str, Any]) -> None:
         self._publisher.publish_status(status)
 
-    def publish_metrics(self, metrics: Mapping[str, Any]) -> None:
-        self._publisher.publish_metrics(metrics, self.counters())
+    def publish_metrics(self, snapshot: MetricsSnapshot) -> None:
+        self._publisher.publish_metrics(snapshot)
+
+    def report(self, metrics: Metrics) -> None:
+        """The link's counters into the metrics model (an `on_collect` hook: read at each
+        snapshot, so the MQTT payload and Prometheus show the same values)."""
+        counters = self.counters()
+        for key in MQTT_LINK_GAUGES:
+            metrics.set_gauge(f"mqtt_{key}", float(counters[key]))
+        for key in MQTT_LINK_COUNTERS:
+            metrics.set_counter(f"mqtt_{key}", int(counters[key]))
 
     def apply_config(self, config: Config) -> None:
         """A reloaded config whose session settings are unchanged (see camclassd.reload)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from camclassd.config import MQTTConfig
 from camclassd.mqtt.outbox import Outbox
@@ -25,6 +25,9 @@ from camclassd.mqtt.store import Pending
 from camclassd.mqtt.topics import Topics
 from camclassd.results import Classification
 from camclassd.snapshots import Snapshot
+
+if TYPE_CHECKING:
+    from camclassd.metrics import MetricsSnapshot
 
 log = logging.getLogger("camclassd.mqtt.client")
 
@@ -74,11 +77,11 @@ class Publisher:
         if self._session.connected:
             self._session.send(self._topics.status, data, QOS_CONTROL, retain=True)
 
-    def publish_metrics(self, metrics: Mapping[str, Any], link: Mapping[str, Any]) -> None:
+    def publish_metrics(self, snapshot: MetricsSnapshot) -> None:
         """Metrics are not stored while disconnected: the next interval's are newer."""
         if not self._session.connected:
             return
-        payload = metrics_payload(metrics, self._topics.device, link, time.time())
+        payload = metrics_payload(snapshot, self._topics.device, time.time())
         self._session.send(self._topics.metrics, encode(payload), self._settings().qos_metrics)
 
     def announce_online(self) -> None:
