@@ -75,17 +75,22 @@ def test_snapshot_layout_is_the_documented_one() -> None:
     metrics.error("back")
     metrics.error()
     metrics.reconnect("back")
+    metrics.captured("back")
+    metrics.gated("back")
     snap = metrics.snapshot()
     assert set(snap) == {"uptime_s", "fps", "frames", "dropped", "cameras", "latency_ms"}
     assert snap["frames"] == {
-        "captured": 4, "classified": 3, "published": 3, "dropped": 1, "errors": 2, "reconnects": 1
+        "captured": 5, "classified": 3, "published": 3, "dropped": 1, "gated": 1, "errors": 2,
+        "reconnects": 1,
     }  # fmt: skip
     assert snap["dropped"] == {"queue_full": 1}
     assert snap["cameras"]["front"] == {
-        "captured": 4, "classified": 3, "dropped": 1, "errors": 0, "reconnects": 0,
-        "fps": snap["cameras"]["front"]["fps"],
+        "captured": 4, "classified": 3, "dropped": 1, "gated": 0, "errors": 0, "reconnects": 0,
+        "fps": snap["cameras"]["front"]["fps"], "gate_open_ratio": 1.0,
     }  # fmt: skip
     assert snap["cameras"]["back"]["errors"] == 1 and snap["cameras"]["back"]["reconnects"] == 1
+    # The one frame "back" captured was gated: nothing got through its gate.
+    assert snap["cameras"]["back"]["gated"] == 1 and snap["cameras"]["back"]["gate_open_ratio"] == 0
     assert snap["cameras"]["front"]["fps"] == pytest.approx(10.0, rel=0.05)
     assert metrics.fps() == pytest.approx(snap["fps"], rel=0.05)  # the cheap reader agrees
     assert set(snap["latency_ms"]) == set(STAGES)

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from camclassd.gate_config import GateConfig
+
 DEFAULT_CONFIG_PATH = Path("/etc/camclassd/camclassd.toml")
 DEFAULT_MODEL_DIR = Path("/opt/camclassd/models")
 
@@ -79,6 +81,10 @@ class CameraBase(Section):
         default="linear",
         description="Resize interpolation. 'linear' costs ~0.15 ms a frame; 'area' is "
         "smoother on big downscales but costs 1-5 ms.",
+    )
+    gate: GateConfig = Field(
+        default_factory=GateConfig,
+        description="The scene-change gate: classify when the view changes (docs/gate.md).",
     )
 
     @model_validator(mode="after")
@@ -217,12 +223,27 @@ class ModelConfig(Section):
         description="Labels file, one label a line, line i = class i (a leading background "
         "class is detected). Relative paths are relative to this file.",
     )
-    num_threads: int = Field(
-        default=2, ge=1, le=16, description="Interpreter threads per inference worker."
+    num_threads: int | Literal["auto"] = Field(
+        default="auto",
+        description="Interpreter threads per inference worker, or 'auto': the cores left "
+        "after the sources' decoding (a video file, RTSP or USB camera takes a core of its "
+        "own, a picamera2 lores stream almost none), shared among the workers, at most 4 "
+        "(docs/performance.md).",
     )
     delegate: Literal["none", "edgetpu"] = Field(
         default="none", description="'edgetpu' loads libedgetpu.so.1 for a Coral Edge TPU model."
     )
+
+    @field_validator("num_threads", mode="before")
+    @classmethod
+    def _threads(cls, value: Any) -> Any:
+        # One clear error instead of one per member of the union.
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 16:
+            raise ValueError(f"must be a whole number from 1 to 16, or 'auto'; got {value!r}")
+        return value
+
     top_k: int = Field(default=3, ge=1, le=20, description="How many classes each result carries.")
 
 

@@ -30,6 +30,7 @@ from camclassd.mqtt.client import MqttService, read_password
 from camclassd.pipeline import Pipeline
 from camclassd.service import Notifier, setup_logging, watchdog_due
 from camclassd.sinks import JsonLinesSink, Sink
+from camclassd.threads import resolve_threads
 
 log = logging.getLogger("camclassd")
 
@@ -178,11 +179,10 @@ class Daemon:
 
     def _build_pipeline(self, config: Config, first_seq: dict[str, int] | None = None) -> Pipeline:
         model = config.model  # load_config made its paths absolute
+        threads = resolve_threads(config)  # "auto": planned for the cores and the sources
 
         def engine_factory() -> Engine:
-            return Engine(
-                model.path, model.labels, num_threads=model.num_threads, delegate=model.delegate
-            )
+            return Engine(model.path, model.labels, num_threads=threads, delegate=model.delegate)
 
         assert self.metrics is not None
         return Pipeline(

@@ -20,8 +20,10 @@ import psutil
 from camclassd.frame import Frame
 
 STAGES = ("capture_to_publish", "queue", "preprocess", "inference", "postprocess")
-COUNTERS = ("captured", "classified", "published", "dropped", "errors", "reconnects")
-CAMERA_COUNTERS = ("captured", "classified", "dropped", "errors", "reconnects")
+# "gated": frames a stage (the scene-change gate) judged and skipped; they are part of
+# "captured", so captured = classified + dropped + gated (+ frames in flight).
+COUNTERS = ("captured", "classified", "published", "dropped", "gated", "errors", "reconnects")
+CAMERA_COUNTERS = ("captured", "classified", "dropped", "gated", "errors", "reconnects")
 FPS_HORIZON_S = 5.0  # fps is measured over the classifications of the last few seconds
 
 THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
@@ -80,6 +82,14 @@ def summarize_ms(values_s: np.ndarray, count: int) -> dict[str, float | int]:
     }
 
 
+def gate_open_ratio(counts: Mapping[str, int]) -> float | None:
+    """The share of captured frames the stage let through, since start; None before any."""
+    captured = counts.get("captured", 0)
+    if captured <= 0:
+        return None
+    return round(max(0, captured - counts.get("gated", 0)) / captured, 4)
+
+
 def rate(stamps: np.ndarray, now: float, horizon: float = FPS_HORIZON_S) -> float:
     """Events per second among monotonic `stamps` of the last `horizon` seconds."""
     recent = stamps[stamps > now - horizon]
@@ -132,6 +142,12 @@ class Metrics:
             self._counters["dropped"] += count
             self._dropped[reason] = self._dropped.get(reason, 0) + count
             self._camera(camera).counters["dropped"] += count
+
+    def gated(self, camera: str) -> None:
+        """A captured frame the camera's stage skipped: seen and judged, not lost."""
+        with self._lock:
+            self._counters["gated"] += 1
+            self._camera(camera).counters["gated"] += 1
 
     def error(self, camera: str | None = None) -> None:
         with self._lock:
@@ -191,7 +207,11 @@ class Metrics:
             "frames": counters,
             "dropped": dropped,
             "cameras": {
-                name: {**counts, "fps": round(rate(camera_stamps, now), 3)}
+                name: {
+                    **counts,
+                    "fps": round(rate(camera_stamps, now), 3),
+                    "gate_open_ratio": gate_open_ratio(counts),
+                }
                 for name, (counts, camera_stamps) in cameras.items()
             },
             "latency_ms": {

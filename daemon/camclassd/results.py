@@ -85,6 +85,11 @@ class LabelTracker:
         self._candidate: str | None = None
         self._count = 0
 
+    @property
+    def pending(self) -> bool:
+        """A candidate label is being counted towards stable_frames."""
+        return self._candidate is not None
+
     def update(self, top: Sequence[Prediction]) -> tuple[str | None, bool]:
         """Feed one frame's top-k (best first); returns (stable_label, changed)."""
         before = self.stable
