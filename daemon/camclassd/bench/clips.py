@@ -7,9 +7,9 @@ table, 'espresso' to the shipped model), the objects are cut from `chelsea()` (t
 sensor-like noise: Gaussian read noise plus shot noise that grows with the signal, drawn
 anew per frame and per channel.
 
-    python -m camclassd.bench.clips OUT.mp4 [--clip change] [--seconds 10] [--fps 30]
+    .venv/bin/python scripts/make_clip.py OUT.mp4 [--clip change] [--seconds 10] [--fps 30]
 
-writes a clip as an H.264-free 'mp4v' video file (the codec the opencv wheel carries), for
+writes a clip as an 'mp4v' video file (the codec the opencv wheel can write), for
 `camclassd bench --source OUT.mp4`.
 """
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,7 +179,7 @@ def write_video(clip: Clip, path: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m camclassd.bench.clips", description=__doc__)
+    parser = argparse.ArgumentParser(prog="scripts/make_clip.py", description=__doc__)
     parser.add_argument("out", type=Path, help="the video file to write (.mp4)")
     parser.add_argument("--clip", choices=sorted(CLIPS), default="change")
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -190,7 +189,3 @@ def main(argv: list[str] | None = None) -> int:
     frames = write_video(clip, args.out)
     print(f"{args.out}: {frames} frames, {WIDTH}x{HEIGHT} at {args.fps:g} fps ({clip.name})")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
