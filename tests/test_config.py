@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from camclassd import cli
+from camclassd.cameras import CameraBase
 from camclassd.config import CAMERA_MODELS, Config
 from camclassd.configfile import load_config, parse_config, resolve_path
 from camclassd.default_config import render_default_config
@@ -122,7 +123,14 @@ def _documented_fields() -> dict[str, list[str]]:
         if isinstance(model, type) and issubclass(model, BaseModel):
             out[name] = [n for n, f in model.model_fields.items() if not _is_model(f)]
     for cls in CAMERA_MODELS:
-        out[f"cameras.{cls.model_fields['type'].default}"] = list(cls.model_fields)
+        fields = cls.model_fields
+        tag = fields["type"].default
+        out[f"cameras.{tag}"] = [n for n, f in fields.items() if not _is_model(f)]
+    # A camera's sub-tables ([cameras.NAME.gate]) are documented once, under [cameras.main].
+    for name, field in CameraBase.model_fields.items():
+        if _is_model(field):
+            assert isinstance(field.annotation, type)
+            out[f"cameras.main.{name}"] = list(field.annotation.model_fields)
     return out
 
 

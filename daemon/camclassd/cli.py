@@ -71,7 +71,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure invoke(), the pipeline and a sequential loop")
     p.add_argument("--model", type=Path, default=None)
     p.add_argument("--labels", type=Path, default=None)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--threads",
+        default="1",
+        help="interpreter threads (default 1), or 'auto': sweep 1..cores and show what "
+        "num_threads = 'auto' picks",
+    )
+    p.add_argument(
+        "--gate",
+        action="store_true",
+        help="the scene-change gate against classifying every frame, on clips of real photos "
+        "(needs scikit-image)",
+    )
+    p.add_argument(
+        "--clip-seconds",
+        type=float,
+        default=None,
+        help="with --gate: the length of every clip (default: 60 s still, 30 s change, ...)",
+    )
     p.add_argument(
         "--source",
         default="synthetic:640x480",

@@ -67,13 +67,27 @@ class ModelConfig(Section):
         DEFAULT_MODEL_DIR / DEFAULT_LABELS_FILE,
         "Labels file, one label a line, line i = class i (a leading background class is detected).",
     )
-    num_threads: int = Field(
-        default=2, ge=1, le=16, description="Interpreter threads per inference worker."
+    num_threads: int | Literal["auto"] = Field(
+        default="auto",
+        description="Interpreter threads per inference worker, or 'auto': the cores left "
+        "after the sources' decoding (a video file, RTSP or USB camera takes a core of its "
+        "own, a picamera2 lores stream almost none), shared among the workers, at most 4 "
+        "(docs/performance.md).",
     )
     delegate: Delegate = Field(
         default="none", description="'edgetpu' loads libedgetpu.so.1 for a Coral Edge TPU model."
     )
     top_k: int = Field(default=3, ge=1, le=20, description="How many classes each result carries.")
+
+    @field_validator("num_threads", mode="before")
+    @classmethod
+    def _threads(cls, value: Any) -> Any:
+        # One clear error instead of one per member of the union.
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 16:
+            raise ValueError(f"must be a whole number from 1 to 16, or 'auto'; got {value!r}")
+        return value
 
 
 class PipelineConfig(Section):

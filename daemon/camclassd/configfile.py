@@ -29,7 +29,9 @@ from camclassd.config import Config
 from camclassd.config_errors import format_errors, show, toml_error_message
 from camclassd.default_config import render_default_config
 from camclassd.errors import EXIT_OK, ConfigError
+from camclassd.gate_config import camera_is_live, resolve_mode
 from camclassd.secrets import MqttSecrets, SecretsError, load_mqtt_secrets
+from camclassd.threads import resolve_threads
 from camclassd.tomltext import Loc, split_dotted_key
 
 __all__ = [
@@ -209,13 +211,15 @@ def summarise(config: Config) -> str:
         state = "" if camera.enabled else ", disabled"
         lines.append(
             f"  camera {camera_name}: {camera.type} {cameras.summary(camera)}, "
-            f"crop {camera.crop}{state}"
+            f"crop {camera.crop}, motion {_motion(camera)}{state}"
         )
     model = config.model
     missing = "" if model.path.exists() else " (file not found here)"
+    threads = f"{model.num_threads} thread(s)"
+    if model.num_threads == "auto":
+        threads = f"auto threads ({resolve_threads(config)} here)"
     lines.append(
-        f"  model: {model.path}{missing}, {model.num_threads} thread(s), top {model.top_k}, "
-        f"delegate {model.delegate}"
+        f"  model: {model.path}{missing}, {threads}, top {model.top_k}, delegate {model.delegate}"
     )
     mqtt = config.mqtt
     if mqtt.enabled:
@@ -235,3 +239,14 @@ def summarise(config: Config) -> str:
     else:
         lines.append("  prometheus: off")
     return "\n".join(lines)
+
+
+def _motion(camera: cameras.CameraBase) -> str:
+    """'on (...)' when the scene-change gate runs for this camera, 'off' when it does not."""
+    gate = camera.gate
+    live = camera_is_live(str(getattr(camera, "type", "")), getattr(camera, "uri", None))
+    if resolve_mode(gate, live) == "always":
+        return "off" + (" (auto: not a live camera)" if gate.mode == "auto" else "")
+    return (
+        f"on (threshold {gate.threshold}, min_area {gate.min_area:g}, refresh {gate.refresh_s:g} s)"
+    )

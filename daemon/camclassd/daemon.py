@@ -34,6 +34,7 @@ from camclassd.reload import plan
 from camclassd.secrets import MqttSecrets
 from camclassd.service import Notifier, setup_logging, watchdog_due
 from camclassd.sinks import JsonLinesSink, Sink
+from camclassd.threads import resolve_threads
 
 log = logging.getLogger("camclassd")
 
@@ -234,11 +235,10 @@ class Daemon:
         first_seq: dict[str, int] | None = None,
     ) -> Pipeline:
         model = config.model  # load_config made its paths absolute
+        threads = resolve_threads(config)  # "auto": planned for the cores and the sources
 
         def engine_factory() -> Engine:
-            return Engine(
-                model.path, model.labels, num_threads=model.num_threads, delegate=model.delegate
-            )
+            return Engine(model.path, model.labels, num_threads=threads, delegate=model.delegate)
 
         pipeline = Pipeline(
             config, engine_factory, sinks, metrics, self.config_dir, first_seq=first_seq

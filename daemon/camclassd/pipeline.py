@@ -35,6 +35,8 @@ from camclassd.cameras import open_source
 from camclassd.config import CameraConfig, Config
 from camclassd.errors import SourceError
 from camclassd.frame import Frame
+from camclassd.gate import make_stage
+from camclassd.gate_config import camera_is_live
 from camclassd.metrics import Metrics
 from camclassd.preprocess import Preprocessor
 from camclassd.results import Classification, LabelTracker, PublishPolicy, ResultProcessor
@@ -42,7 +44,7 @@ from camclassd.sinks import CLOSE_GRACE_S, FanOut, Sink
 from camclassd.snapshots import Snapshot, SnapshotPolicy
 from camclassd.sources import Backoff, Capture, Source, reopen
 from camclassd.sources.base import describe
-from camclassd.stage import PassThrough, Stage, StageInput
+from camclassd.stage import Stage, StageInput
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +65,10 @@ class InferenceEngine(Protocol):
     def infer(self, batch: np.ndarray) -> np.ndarray: ...
 
 
-def pass_through(_name: str, _camera: CameraConfig) -> Stage:
-    return PassThrough()
+def scene_gate(_name: str, camera: CameraConfig) -> Stage:
+    """The camera's `[gate]`: a SceneGate, or PassThrough where it is off (by default, off
+    for sources that are not live cameras: images, files, synthetic frames)."""
+    return make_stage(camera.gate, camera_is_live(camera.type, getattr(camera, "uri", None)))
 
 
 class Pipeline:
@@ -79,7 +83,7 @@ class Pipeline:
         config_dir: Path,
         *,
         source_factory: SourceFactory = open_source,
-        stage_factory: StageFactory = pass_through,
+        stage_factory: StageFactory = scene_gate,
         reconnect_min_s: float = 0.5,
         reconnect_max_s: float = 30.0,
         first_seq: Mapping[str, int] | None = None,
@@ -343,6 +347,8 @@ class Pipeline:
                 label_pending=camera.results.label_pending,
             )
         )
+        for gauge, value in camera.stage.gauges().items():
+            self.metrics.set_gauge(gauge, value, camera=camera.name)
         if not admitted:
             self.metrics.gated(camera.name)
             camera.last_alive = t_preprocessed

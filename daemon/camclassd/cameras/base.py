@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import Field, model_validator
 
 from camclassd.constants import Crop, Interpolation
+from camclassd.gate_config import GateConfig
 from camclassd.schema import Section, cross_field_error
 
 if TYPE_CHECKING:
@@ -41,6 +42,11 @@ class CameraBase(Section):
         default="linear",
         description="Resize interpolation. 'linear' costs ~0.15 ms a frame; 'area' is "
         "smoother on big downscales but costs 1-5 ms.",
+    )
+
+    gate: GateConfig = Field(
+        default_factory=GateConfig,
+        description="The scene-change gate: classify when the view changes (docs/gate.md).",
     )
 
     @model_validator(mode="after")

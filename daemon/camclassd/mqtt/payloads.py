@@ -76,6 +76,7 @@ def metrics_payload(snapshot: MetricsSnapshot, device: str, wall_time: float) ->
                 **{k: v for k, v in camera.counters.items() if k not in CAMERA_PAYLOAD_SKIPS},
                 **{k: round(v, 3) for k, v in camera.gauges.items()},
                 "fps": round(camera.fps, 3),
+                "gate_open_ratio": gate_open_ratio(camera.counters),
             }
             for name, camera in snapshot.cameras.items()
         },
@@ -92,6 +93,15 @@ def metrics_payload(snapshot: MetricsSnapshot, device: str, wall_time: float) ->
     )
     rendered: dict[str, Any] = json_safe(payload)
     return rendered
+
+
+def gate_open_ratio(counts: Mapping[str, int]) -> float | None:
+    """The share of captured frames the camera's stage let through, since start; None before
+    any."""
+    captured = counts.get("captured", 0)
+    if captured <= 0:
+        return None
+    return round(max(0, captured - counts.get("gated", 0)) / captured, 4)
 
 
 def percentiles_ms(p: Percentiles) -> dict[str, float | int]:

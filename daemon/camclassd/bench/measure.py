@@ -18,44 +18,30 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 import psutil
 
 from camclassd import cameras
+from camclassd.bench.common import CountingSink, Progress, Setup, first_tensor, rate, rss_mb
+from camclassd.bench.report import build_report, format_report
 from camclassd.cameras import open_source
-from camclassd.cameras.synthetic import SyntheticCamera
 from camclassd.config import CameraConfig, Config
 from camclassd.engine import Engine, default_model_paths
+from camclassd.gate_config import GateConfig
 from camclassd.metrics import STAGES, Metrics
 from camclassd.pipeline import Pipeline
 from camclassd.preprocess import Preprocessor
 from camclassd.results import Classification, top_k
-from camclassd.snapshots import Snapshot
-from camclassd.sources.synthetic import PATTERNS
 
 WARMUP_FRAMES = 10
 SOAK_WARMUP_FRACTION = 0.1
 MIB = 2**20
-
-# The performance targets (docs/performance.md, "Targets").
-TARGET_RAW_RATIO = 0.95
-TARGET_OVERHEAD_MS = MappingProxyType({"small": 1.0, "large": 2.0})  # <= 640x480, larger
-TARGET_HALF_P50 = 1.3
-TARGET_HALF_P99 = 2.0
-TARGET_HALF_SLACK_MS = 2.0
-TARGET_RSS_MIB = 25.0
-TARGET_GROWTH_MIB_PER_10K = 2.0
 
 BARE_LOOP = """
 import sys, time, numpy as np, psutil
@@ -76,7 +62,7 @@ print(psutil.Process().memory_info().rss)
 
 
 def main(args: argparse.Namespace) -> int:
-    model, labels = _model_paths(args)
+    model, labels = model_paths(args)
     camera = parse_source(args.source)
     frames = max(int(args.frames), 5)
     progress = Progress(sys.stderr, enabled=not getattr(args, "no_progress", False))
@@ -91,7 +77,7 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_paths(args: argparse.Namespace) -> tuple[Path, Path]:
+def model_paths(args: argparse.Namespace) -> tuple[Path, Path]:
     default_model, default_labels = default_model_paths()
     model = Path(args.model) if args.model else default_model
     labels = Path(args.labels) if args.labels else default_labels
@@ -100,21 +86,12 @@ def _model_paths(args: argparse.Namespace) -> tuple[Path, Path]:
 
 def parse_source(text: str) -> CameraConfig:
     """`TYPE:ARGUMENT` (synthetic:WxH, picamera2:N, opencv:URI, images:PATH), a video file or
-    stream URL, an image file, or a directory/glob of images: see `cameras.from_cli`."""
-    return cameras.from_cli(text)
+    stream URL, an image file, or a directory/glob of images: see `cameras.from_cli`.
 
-
-@dataclass(frozen=True)
-class Setup:
-    """What every measurement shares: the same model, threads and source."""
-
-    model: Path
-    labels: Path
-    threads: int
-    camera: CameraConfig
-
-    def engine(self) -> Engine:
-        return Engine(self.model, self.labels, num_threads=self.threads)
+    The gate is off ('always'): these figures are about classifying every frame.
+    """
+    camera = cameras.from_cli(text)
+    return camera.model_copy(update={"gate": GateConfig(mode="always")})
 
 
 # ==== the measurements, in the order they run =================================================
@@ -140,9 +117,9 @@ def run(setup: Setup, frames: int, rounds: int, soak: int, progress: Progress) -
         full.append(measure_pipeline(setup, per_round, None, progress))
         if engine is None:
             # Measured before this process holds a second interpreter for (a) and (c).
-            rss = {"rss_mb": _rss_mb(process), "rss_before_start_mb": full[0]["rss_before"]}
+            rss = {"rss_mb": rss_mb(process), "rss_before_start_mb": full[0]["rss_before"]}
             engine = setup.engine()
-            tensor = _first_tensor(engine, setup.camera)
+            tensor = first_tensor(engine, setup.camera)
         step += 1
         progress.stage(step, steps, f"{label} raw invoke (a)")
         raw.append(measure_invoke(engine, tensor, per_round, progress))
@@ -166,7 +143,7 @@ def run(setup: Setup, frames: int, rounds: int, soak: int, progress: Progress) -
     measured = {
         "raw": raw_summary,
         "pipeline": {**summarize_pipeline(full), **rss},
-        "plain": {"fps": _rate(plain)},
+        "plain": {"fps": rate(plain)},
         "half": half,
         "soak": soaked,
         "rounds": rounds,
@@ -194,7 +171,7 @@ def measure_invoke(
 def summarize_invoke(runs: list[dict[str, Any]]) -> dict[str, Any]:
     times = np.concatenate([run["times"] for run in runs])
     return {
-        "fps": _rate(runs),
+        "fps": rate(runs),
         "median_ms": float(np.median(times)) * 1000.0,
         "p99_ms": float(np.percentile(times, 99)) * 1000.0,
     }
@@ -217,7 +194,7 @@ def measure_pipeline(
     # The window holds exactly the measured frames: the warm-up ones have left it.
     metrics = Metrics(window=frames)
     sink = CountingSink()
-    rss_before = _rss_mb(psutil.Process())
+    rss_before = rss_mb(psutil.Process())
     started = time.perf_counter()
     pipeline = Pipeline(config, setup.engine, [sink], metrics, Path.cwd())
     pipeline.start()
@@ -256,7 +233,7 @@ def summarize_pipeline(runs: list[dict[str, Any]]) -> dict[str, Any]:
     # Same ring index in every stage = same frame, so per-frame differences are exact.
     overhead = (stages["capture_to_publish"] - stages["inference"]) * 1000.0
     return {
-        "fps": _rate(runs),
+        "fps": rate(runs),
         "source_fps": runs[0]["source_fps"],
         "start_s": max(run["start_s"] for run in runs),
         "first_result_s": max(run["first_result_s"] for run in runs),
@@ -295,9 +272,8 @@ def measure_sequential(
             capture = source.read()
             if capture is None:
                 raise RuntimeError("the source ended during the benchmark")
-            pixels = capture.pixels
             t_capture = time.time()
-            probabilities = engine.infer(engine.to_input(preprocess(pixels)[np.newaxis]))
+            probabilities = engine.infer(engine.to_input(preprocess(capture.pixels)[np.newaxis]))
             top = top_k(probabilities[0], 3, engine.labels)
             sink.publish(Classification("plain", index, t_capture, engine.name, top, None, False))
             if index >= WARMUP_FRAMES:
@@ -354,268 +330,3 @@ def bare_loop_rss_mb(model: Path, threads: int, frames: int) -> float | None:
         return int(done.stdout.strip().splitlines()[-1]) / MIB
     except (subprocess.SubprocessError, ValueError, IndexError, OSError):
         return None
-
-
-# ==== the report ==============================================================================
-
-
-def build_report(
-    setup: Setup, engine: Engine, frames: int, measured: dict[str, Any]
-) -> dict[str, Any]:
-    raw, pipeline, plain = measured["raw"], measured["pipeline"], measured["plain"]
-    half, soak = measured["half"], measured["soak"]
-    camera = setup.camera
-    width, height = _source_size(camera, engine)
-    large = width * height > 640 * 480
-    invoke_ms = raw["median_ms"]
-    half_total = half["latency_ms"]["capture_to_publish"]
-    targets = [
-        _target("pipeline / raw invoke", pipeline["fps"] / raw["fps"], ">=", TARGET_RAW_RATIO),
-        _target("pipeline / plain loop", pipeline["fps"] / plain["fps"], ">", 1.0),
-        _target(
-            "overhead per frame ms (half load p50)",
-            half["overhead_ms"]["p50"],
-            "<=",
-            TARGET_OVERHEAD_MS["large" if large else "small"],
-        ),
-        _target(
-            "half-load capture_to_publish p50 ms",
-            half_total["p50"],
-            "<=",
-            TARGET_HALF_P50 * invoke_ms + TARGET_HALF_SLACK_MS,
-        ),
-        _target(
-            "half-load capture_to_publish p99 ms",
-            half_total["p99"],
-            "<=",
-            TARGET_HALF_P99 * invoke_ms + TARGET_HALF_SLACK_MS,
-        ),
-    ]
-    if raw.get("bare_loop_rss_mb") is not None:
-        targets.append(
-            _target(
-                "pipeline RSS MiB",
-                pipeline["rss_mb"],
-                "<=",
-                raw["bare_loop_rss_mb"] + TARGET_RSS_MIB,
-            )
-        )
-    if soak is not None:
-        targets.append(
-            _target(
-                "RSS growth MiB / 10k frames",
-                soak["growth_mb_per_10k"],
-                "<=",
-                TARGET_GROWTH_MIB_PER_10K,
-            )
-        )
-    report: dict[str, Any] = _rounded(
-        {
-            "model": engine.name,
-            "model_path": str(setup.model),
-            "runtime": engine.runtime,
-            "threads": setup.threads,
-            "source": {"type": camera.type, "width": width, "height": height},
-            "frames": frames,
-            "rounds": measured["rounds"],
-            "source_buffers_mb": _source_buffers_mb(camera),
-            "machine": {
-                "cpus": os.cpu_count(),
-                "machine": platform.machine(),
-                "python": platform.python_version(),
-                # Other work on the machine skews every ratio: shown so a reader can tell.
-                "load_average": list(os.getloadavg()),
-            },
-            "raw_invoke": raw,
-            "pipeline": pipeline,
-            "sequential": plain,
-            "half_load": half,
-            "soak": soak,
-            "ratios": {
-                "pipeline_vs_raw": pipeline["fps"] / raw["fps"],
-                "pipeline_vs_sequential": pipeline["fps"] / plain["fps"],
-            },
-            "targets": targets,
-        }
-    )
-    return report
-
-
-def format_report(report: dict[str, Any]) -> str:
-    raw, pipe, plain, half = (
-        report["raw_invoke"],
-        report["pipeline"],
-        report["sequential"],
-        report["half_load"],
-    )
-    source = report["source"]
-    load = ", ".join(f"{x:.2f}" for x in report["machine"]["load_average"])
-    lines = [
-        f"camclassd bench: {report['model']} ({report['runtime']}), {report['threads']} "
-        f"thread(s), source {source['type']} {source['width']}x{source['height']}, "
-        f"{report['frames']} frames per measurement in {report['rounds']} alternating rounds; "
-        f"{report['machine']['cpus']} CPUs, "
-        f"load average {load}",
-        "",
-        f"(a) raw invoke()      {raw['fps']:8.1f} fps   median {raw['median_ms']:.2f} ms, "
-        f"p99 {raw['p99_ms']:.2f} ms",
-        f"(b) pipeline          {pipe['fps']:8.1f} fps   b/a = "
-        f"{report['ratios']['pipeline_vs_raw']:.3f}",
-        f"(c) plain loop        {plain['fps']:8.1f} fps   b/c = "
-        f"{report['ratios']['pipeline_vs_sequential']:.3f}",
-        "",
-        "pipeline per-stage latency (ms)      p50      p99",
-    ]
-    for stage, stats in pipe["latency_ms"].items():
-        lines.append(f"  {stage:<30} {stats['p50']:8.3f} {stats['p99']:8.3f}")
-    lines += [
-        "",
-        f"half load ({half['source_fps']:.1f} fps in): capture_to_publish p50 "
-        f"{half['latency_ms']['capture_to_publish']['p50']:.2f} ms, p99 "
-        f"{half['latency_ms']['capture_to_publish']['p99']:.2f} ms; median invoke "
-        f"{raw['median_ms']:.2f} ms; overhead (all but invoke) p50 "
-        f"{half['overhead_ms']['p50']:.3f} ms, p99 {half['overhead_ms']['p99']:.3f} ms",
-        f"start: pipeline.start() {pipe['start_s']:.2f} s, first result "
-        f"{pipe['first_result_s']:.2f} s",
-        f"RSS: pipeline {pipe['rss_mb']:.1f} MiB (imports alone {pipe['rss_before_start_mb']:.1f}"
-        f" MiB, source frames {report['source_buffers_mb'] or 0:.1f} MiB), bare interpreter loop "
-        + (
-            f"{raw['bare_loop_rss_mb']:.1f} MiB"
-            if raw.get("bare_loop_rss_mb") is not None
-            else "n/a"
-        ),
-    ]
-    if report["soak"] is not None:
-        soak = report["soak"]
-        lines.append(
-            f"soak: {soak['frames']} frames, RSS {soak['rss_after_warmup_mb']:.1f} -> "
-            f"{soak['rss_end_mb']:.1f} MiB ({soak['growth_mb_per_10k']:+.2f} MiB / 10k frames)"
-        )
-    lines += ["", "targets (docs/performance.md)"]
-    for target in report["targets"]:
-        verdict = "met" if target["met"] else "NOT MET"
-        lines.append(
-            f"  {target['name']:<40} {target['value']:10.3f} {target['op']} "
-            f"{target['limit']:<10.3f} {verdict}"
-        )
-    return "\n".join(lines)
-
-
-# ==== helpers =================================================================================
-
-
-class CountingSink:
-    """Counts results and lets the benchmark wait for a count; keeps nothing."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self.count = 0
-
-    def publish(self, result: Classification) -> None:
-        with self._cond:
-            self.count += 1
-            self._cond.notify_all()
-
-    def snapshot(self, snapshot: Snapshot) -> None:
-        """Snapshots are not results: not counted."""
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-    def wait_for(self, count: int, timeout: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self.count >= count, timeout)
-
-
-@dataclass
-class Progress:
-    """Progress on stderr: a redrawn bar on a terminal, one line per stage otherwise."""
-
-    stream: TextIO
-    enabled: bool = True
-    _label: str = ""
-    _drawn: float = 0.0
-
-    @property
-    def _redraw(self) -> bool:
-        return self.enabled and self.stream.isatty()
-
-    def stage(self, index: int, total: int, label: str) -> None:
-        self._label = f"[{index}/{total}] {label}"
-        self._drawn = 0.0
-        if self.enabled and not self._redraw:
-            self.stream.write(f"camclassd bench: {self._label}\n")
-            self.stream.flush()
-
-    def tick(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if not self._redraw or (now - self._drawn < 0.1 and done < total):
-            return
-        self._drawn = now
-        width = 30
-        filled = min(width, width * done // max(total, 1))
-        bar = "#" * filled + "-" * (width - filled)
-        self.stream.write(f"\r{self._label:<28} [{bar}] {done}/{total}\x1b[K")
-        self.stream.flush()
-
-    def done(self) -> None:
-        if self._redraw:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-
-
-def _read_one_frame(name: str, camera: CameraConfig) -> np.ndarray | None:
-    """Open the camera's source, read one frame (None at end of stream) and close it."""
-    source = open_source(name, camera)
-    source.open()
-    try:
-        capture = source.read()
-        return None if capture is None else capture.pixels
-    finally:
-        source.close()
-
-
-def _first_tensor(engine: Engine, camera: CameraConfig) -> np.ndarray:
-    pixels = _read_one_frame("fixed", camera)
-    if pixels is None:
-        raise RuntimeError("the source gave no frame")
-    preprocess = Preprocessor(size=engine.input_size)
-    return np.ascontiguousarray(engine.to_input(preprocess(pixels)))
-
-
-def _source_size(camera: CameraConfig, engine: Engine) -> tuple[int, int]:
-    if isinstance(camera, SyntheticCamera):
-        return camera.width, camera.height
-    pixels = _read_one_frame("size", camera)
-    return (pixels.shape[1], pixels.shape[0]) if pixels is not None else engine.input_size
-
-
-def _source_buffers_mb(camera: CameraConfig) -> float | None:
-    """Memory the synthetic source keeps for its pre-made frames (part of the pipeline RSS)."""
-    if isinstance(camera, SyntheticCamera):
-        return PATTERNS * camera.width * camera.height * 3 / MIB
-    return None
-
-
-def _target(name: str, value: float, op: str, limit: float) -> dict[str, Any]:
-    met = value > limit if op == ">" else value >= limit if op == ">=" else value <= limit
-    return {"name": name, "value": value, "op": op, "limit": limit, "met": bool(met)}
-
-
-def _rate(runs: list[dict[str, Any]]) -> float:
-    """Frames per second over several timed runs."""
-    return float(sum(run["frames"] for run in runs) / sum(run["elapsed"] for run in runs))
-
-
-def _rss_mb(process: psutil.Process) -> float:
-    return float(process.memory_info().rss) / MIB
-
-
-def _rounded(value: Any) -> Any:
-    if isinstance(value, float):
-        return round(value, 4)
-    if isinstance(value, dict):
-        return {key: _rounded(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_rounded(item) for item in value]
-    return value
