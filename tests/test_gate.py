@@ -19,7 +19,8 @@ import pytest
 
 from camclassd.bench import clips
 from camclassd.bench.gate import Tracking, render, run_clip
-from camclassd.config import Config, OpenCVCamera
+from camclassd.cameras.opencv import OpenCVCamera
+from camclassd.config import Config
 from camclassd.engine import Engine
 from camclassd.gate import SceneGate, make_stage
 from camclassd.gate_config import GateConfig, camera_is_live

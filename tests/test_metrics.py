@@ -113,12 +113,14 @@ def test_snapshot_layout_is_the_documented_one() -> None:
     metrics.reconnect("back")
     snap = metrics.snapshot()
     assert snap.frames() == {
-        "captured": 4, "classified": 3, "published": 3, "dropped": 1, "errors": 2, "reconnects": 1
+        "captured": 4, "gated": 0, "classified": 3, "published": 3, "dropped": 1, "errors": 2,
+        "reconnects": 1,
     }  # fmt: skip
     assert metrics.counters() == snap.frames()  # the cheap reader agrees
     assert snap.dropped() == {"queue_full": 1}
     assert snap.cameras["front"].counters == {
-        "captured": 4, "classified": 3, "published": 3, "dropped": 1, "errors": 0, "reconnects": 0,
+        "captured": 4, "gated": 0, "classified": 3, "published": 3, "dropped": 1, "errors": 0,
+        "reconnects": 0,
     }  # fmt: skip
     assert snap.cameras["back"].counters["errors"] == 1
     assert snap.cameras["back"].counters["reconnects"] == 1

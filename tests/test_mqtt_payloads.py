@@ -153,13 +153,17 @@ def test_metrics_payload_keys_are_the_documented_ones() -> None:
         "ts", "device", "uptime_s", "fps", "frames", "dropped", "cameras", "latency_ms",
         "process", "mqtt",
     ]  # fmt: skip
+    # Extended, never changed: "gated" (frames a camera's gate skipped) joined the counters.
     assert payload["frames"] == {
-        "captured": 120, "classified": 118, "published": 118, "dropped": 2, "errors": 0,
-        "reconnects": 0,
+        "captured": 120, "gated": 0, "classified": 118, "published": 118, "dropped": 2,
+        "errors": 0, "reconnects": 0,
     }  # fmt: skip
     assert payload["dropped"] == {"queue_full": 2}
     front = payload["cameras"]["front"]
-    assert list(front) == ["captured", "classified", "dropped", "errors", "reconnects", "fps"]
+    assert list(front) == [
+        "captured", "gated", "classified", "dropped", "errors", "reconnects", "fps",
+        "gate_open_ratio",
+    ]  # fmt: skip
     assert front["fps"] == 9.8 == payload["fps"]
     assert list(payload["latency_ms"]) == [
         "capture_to_publish", "queue", "preprocess", "inference", "postprocess"
@@ -177,15 +181,16 @@ def test_metrics_payload_keys_are_the_documented_ones() -> None:
 def test_metrics_payload_shows_the_parts_added_later() -> None:
     """Counters and gauges that other parts record (a gate's, the MQTT link's) extend it."""
     metrics = Metrics(window=10, cameras=["front"], sample_process=False)
+    for _ in range(28):
+        metrics.captured("front")
     metrics.gated("front", 7)
-    metrics.set_gauge("gate_open_ratio", 0.25, camera="front")
     metrics.set_gauge("mqtt_buffered", 3)
     metrics.set_gauge("mqtt_connected", 1)
     metrics.set_counter("mqtt_dropped", 4)
     payload = metrics_payload(metrics.snapshot(), "pi-door", 1.7e9)
     validate(payload, "metrics")
     assert payload["frames"]["gated"] == 7 == payload["cameras"]["front"]["gated"]
-    assert payload["cameras"]["front"]["gate_open_ratio"] == 0.25
+    assert payload["cameras"]["front"]["gate_open_ratio"] == 0.75  # 21 of 28 let through
     assert "process" not in payload
     assert payload["mqtt"] == {
         "buffered": 3, "dropped": 4, "delivered_after_reconnect": 0, "reconnects": 0,
