@@ -14,8 +14,9 @@ Per frame, on the capture thread (well under a millisecond, docs/gate.md):
    replaced by a classification lets every change count until it is classified.
 3. The gate opens when at least `min_area` of the view changed. When `recalibrate` of it
    changed at once (lights, IR mode, an exposure step), the change is global: classify once,
-   then wait until the view is still again (`settle_frames` frames without change from frame
-   to frame) and classify once more if the settled view still differs from the reference.
+   then wait until the view is still again (`settle_frames` frames in a row without change
+   against the first of them) and classify once more if the settled view still differs from
+   the reference.
 
 The policy around it: classify when the gate opens; at least every `refresh_s`; every frame
 while a new label is pending (so `stable_frames` and hysteresis see consecutive frames).
