@@ -22,7 +22,7 @@ from camclassd.bench.gate import Tracking, render, run_clip
 from camclassd.cameras.opencv import OpenCVCamera
 from camclassd.config import Config
 from camclassd.engine import Engine
-from camclassd.gate import SceneGate, make_stage
+from camclassd.gate import SceneGate, make_stage, stage_for
 from camclassd.gate_config import GateConfig, camera_is_live
 from camclassd.stage import PassThrough, StageInput
 from camclassd.threads import plan_threads, resolve_threads, source_cost
@@ -158,6 +158,20 @@ def test_label_pending_and_refresh_admit_a_still_frame() -> None:
 
 
 def test_modes_always_and_auto() -> None:
+    cameras = Config.model_validate(
+        {
+            "cameras": {
+                "pi": {"type": "picamera2"},
+                "usb": {"type": "opencv", "uri": "/dev/video0"},
+                "file": {"type": "opencv", "uri": "door.mp4"},
+                "photos": {"type": "images", "path": "x/*.jpg"},
+                "test": {"type": "synthetic"},
+                "forced": {"type": "synthetic", "gate": {"mode": "motion"}},
+            }
+        }
+    ).cameras
+    gated = {name for name, camera in cameras.items() if isinstance(stage_for(camera), SceneGate)}
+    assert gated == {"pi", "usb", "forced"}
     assert isinstance(make_stage(GateConfig(mode="always"), live=True), PassThrough)
     assert isinstance(make_stage(GateConfig(mode="motion"), live=False), SceneGate)
     assert isinstance(make_stage(GateConfig(), live=True), SceneGate)

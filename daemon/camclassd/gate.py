@@ -14,8 +14,9 @@ Per frame, on the capture thread (well under a millisecond, docs/gate.md):
    replaced by a classification lets every change count until it is classified.
 3. The gate opens when at least `min_area` of the view changed. When `recalibrate` of it
    changed at once (lights, IR mode, an exposure step), the change is global: classify once,
-   then wait until the view is still again (`settle_frames` frames without change from frame
-   to frame) and classify once more if the settled view still differs from the reference.
+   then wait until the view is still again (`settle_frames` frames in a row without change
+   against the first of them) and classify once more if the settled view still differs from
+   the reference.
 
 The policy around it: classify when the gate opens; at least every `refresh_s`; every frame
 while a new label is pending (so `stable_frames` and hysteresis see consecutive frames).
@@ -31,7 +32,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from camclassd.gate_config import GateConfig, resolve_mode
+from camclassd.config import CameraBase
+from camclassd.gate_config import GateConfig, camera_is_live, resolve_mode
 from camclassd.stage import PassThrough, Stage, StageInput
 
 # Strided sampling keeps the area averaging at most this factor per axis: INTER_AREA over a
@@ -146,6 +148,16 @@ class SceneGate:
                 "changed_fraction": round(self._fraction, 4),
             }
         )
+
+
+def stage_for(camera: CameraBase) -> Stage:
+    """The stage of one camera table: what the pipeline calls, per camera, at start.
+
+    Liveness is the config's (`camera_is_live`), as check-config shows it: a synthetic source
+    is "live" to the pipeline's drop policy but is a benchmark source, so 'auto' is off there.
+    """
+    live = camera_is_live(str(getattr(camera, "type", "")), getattr(camera, "uri", None))
+    return make_stage(camera.gate, live)
 
 
 def make_stage(settings: GateConfig, live: bool) -> Stage:

@@ -22,6 +22,7 @@ from camclassd.bench.report import rounded
 from camclassd.engine import Engine
 from camclassd.errors import UsageError
 from camclassd.gate_config import GateConfig
+from camclassd.threads import available_cores, plan_threads
 
 
 def main(args: argparse.Namespace) -> int:
@@ -50,7 +51,9 @@ def sweep_main(args: argparse.Namespace) -> int:
 
 def gate_main(args: argparse.Namespace, threads: str) -> int:
     model, labels = model_paths(args)
-    count = 1 if threads == "auto" else int(threads) if threads.isdigit() else 0
+    # 'auto': the clips are frames in memory, a source that costs no core.
+    auto = plan_threads(available_cores(), [])
+    count = auto if threads == "auto" else int(threads) if threads.isdigit() else 0
     if count < 1:
         raise UsageError(f"--threads {threads!r}: give a whole number >= 1 or 'auto'")
     engine = Engine(model, labels, num_threads=count)

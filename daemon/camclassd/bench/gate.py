@@ -322,11 +322,11 @@ def format_gate(report: dict[str, Any]) -> str:
                 + ", ".join(step["admitted"])
             )
     cost = report["cost"]
-    lines += ["", "gate cost per frame (SceneGate.admit)      p50 ms    p99 ms"]
+    lines += ["", "gate cost per frame (SceneGate.admit)        p50 ms    p99 ms"]
     for label in (*(label for label, _ in TARGET_COST_MS), "model-size RGB"):
         source = "luma plane, centre crop" if "x" in label else "no luma: RGB -> grey"
         lines.append(
-            f"  {label:<12} {source:<26} {cost[label]['p50_ms']:8.3f}  {cost[label]['p99_ms']:8.3f}"
+            f"  {label:<14} {source:<24} {cost[label]['p50_ms']:8.3f}  {cost[label]['p99_ms']:8.3f}"
         )
     lines.append(
         f"  RSS growth over {cost['rss']['frames']} frames: {cost['rss']['growth_mb']:+.2f} MiB"
