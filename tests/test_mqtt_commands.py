@@ -153,6 +153,33 @@ def test_handler_answers_once_and_bad_input_changes_nothing(name: str, body: byt
     assert reply["command"] == name
 
 
+@pytest.mark.parametrize(
+    ("body", "calls", "paused"),
+    [
+        (b'{"paused": true}', ["pause"], True),
+        (b"{}", ["pause"], True),
+        (b'{"paused": false}', ["pause", "resume"], False),  # HA's switch turned off
+    ],
+)
+def test_pause_takes_a_paused_flag_for_the_ha_switch(
+    body: bytes, calls: list[str], paused: bool
+) -> None:
+    target = RecordingTarget()
+    handler = CommandHandler(target, max_bytes=MAX)
+    if not paused:
+        run_handler(handler, "pause", b"{}")
+    reply = run_handler(handler, "pause", body)
+    assert reply["ok"] and reply["command"] == "pause"
+    assert reply["result"]["state"] == ("paused" if paused else "running")
+    assert target.calls == calls and target.paused is paused
+
+
+@pytest.mark.parametrize("value", ["1", "0", "null", '"yes"'])
+def test_pause_flag_must_be_a_boolean(value: str) -> None:
+    parsed = parse_command("pause", f'{{"paused": {value}}}'.encode(), MAX)
+    assert isinstance(parsed, CommandError) and "'paused' must be true or false" in parsed.message
+
+
 def test_handler_survives_a_target_that_raises() -> None:
     class Broken(RecordingTarget):
         def pause(self) -> None:

@@ -36,7 +36,18 @@ from tests.test_mqtt_client import (
     validate,
 )
 
-SCHEMA_NAMES = ["classification", "metrics", "status", "command-reply", "ha-discovery-sensor"]
+SCHEMA_NAMES = [
+    "classification",
+    "metrics",
+    "status",
+    "command-reply",
+    "event",
+    "ha-discovery-device",
+    *(
+        f"ha-discovery-{p}"
+        for p in ("sensor", "binary-sensor", "image", "event", "button", "switch")
+    ),
+]
 COUNTERS = mqtt_counters(
     buffered=0, dropped=3, delivered_after_reconnect=7, reconnects=1, connected=True
 )

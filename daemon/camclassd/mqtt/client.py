@@ -37,10 +37,20 @@ from camclassd import __version__
 from camclassd.config import Config, MQTTConfig
 from camclassd.errors import ConfigError
 from camclassd.mqtt.commands import CommandHandler, CommandTarget
-from camclassd.mqtt.discovery import discovery_configs, enabled_cameras, removed_topics
+from camclassd.mqtt.discovery import (
+    Features,
+    discovery_configs,
+    enabled_cameras,
+    handover_filter,
+    handover_messages,
+    is_handover_candidate,
+    reload_changes,
+)
+from camclassd.mqtt.ha_entities import event_types
 from camclassd.mqtt.payloads import (
     classification_payload,
     encode,
+    event_payload,
     metrics_payload,
     mqtt_counters,
     snapshot_jpeg,
@@ -181,6 +191,12 @@ class MqttService:
         self._snapshot_wanted: set[str] = set()  # cameras a `snapshot` command asked for
         self._snapshot_last: dict[str, float] = {}
         self._snapshot_asked: dict[str, float] = {}
+        # ---- HA discovery (issue 11): state the announcer keeps -------------------------
+        self.features = Features()  # the model's labels, gated cameras: set by the daemon
+        self._removed_components: dict[str, str] = {}  # device-form removal stubs
+        self._handovers: set[str] = set()  # other-form topics to hand over on reload
+        self._previous_label: dict[str, str | None] = {}  # per camera, for label events
+        # ---- end HA discovery state -----------------------------------------------------
 
         self.connected = False
         self.state = "connecting"
@@ -271,6 +287,8 @@ class MqttService:
                 mc.retain_results,
             )
             self._send_or_store(item)
+            if result.changed:  # HA discovery (issue 11): the label-changed event
+                self._publish_event(result)
             self._snapshot(result)
         except Exception:  # a sink must never take the pipeline down
             log.exception("could not publish the result of camera %r", result.camera)
@@ -400,11 +418,15 @@ class MqttService:
             self._config = new
             self._store.resize(new.mqtt.buffer_size)
             self.commands.max_bytes = new.mqtt.max_command_bytes
+        changes = reload_changes(old, new, self.features)  # HA discovery (issue 11)
         with self._lock:
-            self._removals.update(removed_topics(old, new))
+            self._removals.update(changes.clear)
+            self._handovers.update(changes.handover)
+            self._removed_components.update(changes.removed)
         if not self.connected:
             return  # on_connect sends the removals and the new discovery
         self._send_removals()
+        self._send_handovers()  # HA discovery (issue 11)
         if old.homeassistant.status_topic != new.homeassistant.status_topic:
             self._client.unsubscribe(old.homeassistant.status_topic)
             self._client.subscribe(new.homeassistant.status_topic, QOS_CONTROL)
@@ -468,14 +490,22 @@ class MqttService:
         if self._status is not None:
             self._publish(self.topics.status, self._status, QOS_CONTROL, retain=True)
         subscriptions = [(self.topics.command_filter, QOS_CONTROL)]
-        if self._config.homeassistant.enabled:
-            subscriptions.append((self._config.homeassistant.status_topic, QOS_CONTROL))
+        ha = self._config.homeassistant
+        if ha.enabled:
+            subscriptions.append((ha.status_topic, QOS_CONTROL))
+            # HA discovery (issue 11): retained configs of the other form come first (they
+            # are handed over as they arrive), then our own sync message, which the broker
+            # delivers after them: only then is the configured form published.
+            subscriptions.append((handover_filter(self._config), QOS_CONTROL))
+            subscriptions.append((self.topics.discovery_sync, QOS_CONTROL))
         rc, mid = client.subscribe(subscriptions)
         self._subscribe_mid = mid
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:  # e.g. the connection dropped meanwhile
             log.warning("MQTT subscribe failed: %s", mqtt.error_string(rc))
         self._send_removals()
-        self._publish_discovery()
+        if ha.enabled:
+            self._send_handovers()
+            self._publish(self.topics.discovery_sync, b"", QOS_CONTROL)
 
     def _on_subscribe(
         self,
@@ -551,6 +581,17 @@ class MqttService:
                 log.info("Home Assistant is online: re-sending discovery")
                 self._publish_discovery()
             return
+        # ---- HA discovery (issue 11): hand-over, then the configured form ----------------
+        if ha.enabled and topic == self.topics.discovery_sync:
+            self._publish_discovery()
+            return
+        if message.retain and is_handover_candidate(self._config, topic, bytes(message.payload)):
+            log.info(
+                "Home Assistant discovery: handing %s over to the %r form", topic, ha.discovery
+            )
+            self._send_handover(topic)
+            return
+        # ---- end HA discovery --------------------------------------------------------------
         name = self.topics.command_name(topic)
         if name is None:
             return
@@ -591,8 +632,33 @@ class MqttService:
         for topic in topics:
             self._publish(topic, b"", QOS_CONTROL, retain=True)
 
+    # ---- HA discovery (issue 11) -------------------------------------------------------------
+
     def _publish_discovery(self) -> None:
-        if not self._config.homeassistant.enabled:
-            return
-        for topic, payload in discovery_configs(self._config, __version__).items():
+        with self._lock:
+            removed = dict(self._removed_components)
+        configs = discovery_configs(self._config, __version__, self.features, removed)
+        for topic, payload in configs.items():
             self._publish(topic, encode(payload), QOS_CONTROL, retain=True)
+
+    def _send_handovers(self) -> None:
+        with self._lock:
+            topics, self._handovers = sorted(self._handovers), set()
+        for topic in topics:
+            self._send_handover(topic)
+
+    def _send_handover(self, topic: str) -> None:
+        for name, payload, retain in handover_messages(self._config, __version__, topic):
+            self._publish(name, payload, QOS_CONTROL, retain=retain)
+
+    def _publish_event(self, result: Classification) -> None:
+        """Not stored while disconnected: an automation must not fire hours late."""
+        with self._lock:
+            previous = self._previous_label.get(result.camera)
+            self._previous_label[result.camera] = result.stable_label
+        if not self.connected:
+            return
+        payload = event_payload(result, previous, event_types(self.features.labels))
+        self._publish(
+            self.topics.event(result.camera), encode(payload), self._config.mqtt.qos_results
+        )

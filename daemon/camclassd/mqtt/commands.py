@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 ALLOWED_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
     {
-        "pause": frozenset({"id"}),
+        # `paused` (default true; false resumes) lets one topic serve HA's pause switch.
+        "pause": frozenset({"id", "paused"}),
         "resume": frozenset({"id"}),
         "status": frozenset({"id"}),
         "reload": frozenset({"id"}),
@@ -59,6 +60,7 @@ class Command:
     name: str
     request_id: RequestId = None
     camera: str | None = None
+    paused: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +121,10 @@ def parse_command(name: str, body: bytes, max_bytes: int) -> Command | CommandEr
         return CommandError(
             name, "'camera' must be a camera name (letters, digits, '-', '_') or null", request_id
         )
-    return Command(name, request_id, camera)
+    paused = data.get("paused", True)
+    if not isinstance(paused, bool):
+        return CommandError(name, "'paused' must be true or false", request_id)
+    return Command(name, request_id, camera, paused)
 
 
 Respond = Callable[[dict[str, Any]], None]
@@ -172,9 +177,9 @@ class CommandHandler:
     def _run(self, command: Command) -> dict[str, Any]:
         rid = command.request_id
         try:
-            if command.name == "pause":
+            if command.name == "pause" and command.paused:
                 self._target.pause()
-            elif command.name == "resume":
+            elif command.name in ("pause", "resume"):  # {"paused": false} resumes
                 self._target.resume()
             elif command.name == "snapshot":
                 # Mark it wanted first: the pipeline may deliver the frame before we return.
