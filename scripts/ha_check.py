@@ -19,6 +19,7 @@ import copy
 import importlib
 import json
 import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -165,7 +166,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--hass", required=True)
     parser.add_argument("--camclassd", required=True)
     parser.add_argument("--mosquitto", required=True)
-    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--variants", type=Path, help="more payloads to validate (JSON from ha_variants.py)"
+    )
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="camclassd-ha-"))
     # A SIGTERM (CI's timeout) still stops HA, the daemon and mosquitto in `finally`.
@@ -195,6 +198,7 @@ def main(argv: list[str]) -> int:
             print(f"  - {item}")
         return 1
     print("\nall checks passed")
+    shutil.rmtree(work, ignore_errors=True)  # kept (and named above) only when a check failed
     return 0
 
 
@@ -345,6 +349,12 @@ def run_checks(  # noqa: PLR0917 (one run, its parts)
         )
         check(True, f"switch.{service}: status {state}, switch {ha_state}")
 
+    print("== reload button", flush=True)
+    start = time.monotonic()
+    ha.service("button", "press", ids_after[UID + "reload"])
+    reply = wait_until(lambda: broker.since(start, f"{BASE}/cmd/reload/reply"), 60, "reload reply")
+    check(json.loads(reply[0][2])["ok"] is True, "the reload button's command was answered ok")
+
     print("== event entity fires on a label change", flush=True)
     event_id = ids_after[UID + "front_label_changed"]
     before = ha.states()[event_id]["state"]
@@ -369,10 +379,21 @@ def run_checks(  # noqa: PLR0917 (one run, its parts)
     timings["daemon start -> all available"] = time.monotonic() - start
     check(True, "every entity available again")
 
-    print("== HA restart with the daemon running (birth message)", flush=True)
+    print("== HA restarted with the daemon running: back through the birth message", flush=True)
     ha.stop()
+    # As if the broker had lost its retained messages too (no persistence): only the daemon's
+    # answer to HA's birth message can bring the entities back.
+    broker.client.publish(device_topic, b"", qos=1, retain=True).wait_for_publish(5)
+    check(not broker.retained(device_topic), "the retained device config is gone while HA is down")
     start = time.monotonic()
-    ha.start()
+    timings["HA restart: process start -> HTTP API up"] = ha.start()
+    birth = wait_until(
+        lambda: [m for m in broker.since(start, "homeassistant/status") if m[2] == b"online"],
+        120,
+        "HA's birth message",
+        every=0.2,
+    )[0][0]
+    timings["HA restart: process start -> birth message"] = birth - start
     wait_until(
         lambda: (
             (s := ha.states())
@@ -380,9 +401,13 @@ def run_checks(  # noqa: PLR0917 (one run, its parts)
         ),
         120,
         "live states after the HA restart",
-        every=0.5,
+        every=0.2,
     )
-    timings["HA restart -> live states"] = time.monotonic() - start
+    now = time.monotonic()
+    timings["HA restart: birth message -> live states"] = now - birth
+    timings["HA restart: process start -> live states"] = now - start
+    resent = broker.since(birth, device_topic)
+    check(bool(resent), "the daemon answered the birth message with its device config")
     check(True, "live states after HA restarted")
 
     print("== camera renamed + reload (SIGHUP)", flush=True)
@@ -440,8 +465,13 @@ def run_checks(  # noqa: PLR0917 (one run, its parts)
         and m[2]
         and b"migrate_discovery" not in m[2]
     ]
-    problems = validate_with_ha(sent, work)
-    check(not problems, f"{len(sent)} payloads, no key dropped or refused {problems[:5]}")
+    variants = json.loads(args.variants.read_text()) if args.variants else []
+    problems = validate_with_ha(sent + [tuple(v) for v in variants], work)
+    check(
+        not problems,
+        f"{len(sent)} payloads sent + {len(variants)} variants (few labels, gate, support link): "
+        f"no key dropped or refused {problems[:5]}",
+    )
 
     print("== HA's log", flush=True)
     lines = [
@@ -456,7 +486,6 @@ def run_checks(  # noqa: PLR0917 (one run, its parts)
 
     print("\n== the entity table as Home Assistant shows it\n")
     print(table(ha))
-    print(f"\nwork directory: {work}")
 
 
 if __name__ == "__main__":

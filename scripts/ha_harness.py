@@ -182,17 +182,17 @@ class HomeAssistant:
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = ""
         self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0  # each start logs to its own file: HA rotates its default one away
         config_dir.mkdir(parents=True, exist_ok=True)
         (config_dir / "configuration.yaml").write_text(HA_CONFIG.format(port=self.port))
 
-    @property
-    def log_path(self) -> Path:
-        return self.config_dir / "home-assistant.log"
-
     def start(self) -> float:
         t0 = time.monotonic()
+        self.starts += 1
+        log = self.config_dir / f"ha-run{self.starts}.log"
+        command = [self.hass, "-c", str(self.config_dir), "--skip-pip", "--log-no-color"]
         self.process = subprocess.Popen(
-            [self.hass, "-c", str(self.config_dir), "--skip-pip", "--log-no-color"],
+            [*command, "--log-file", str(log)],
             stdout=subprocess.DEVNULL,
             stderr=open(self.config_dir / "stderr.log", "ab"),  # noqa: SIM115
         )
@@ -312,7 +312,9 @@ class HomeAssistant:
         return [e for e in entries if e.get("platform") == "mqtt"]
 
     def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        """HA's log of every start so far."""
+        logs = sorted(self.config_dir.glob("ha-run*.log"))
+        return "".join(path.read_text(errors="replace") for path in logs)
 
 
 class Daemon:

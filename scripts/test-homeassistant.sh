@@ -24,7 +24,8 @@ cache=${CAMCLASSD_HA_CACHE:-/var/cache/camclassd-ha}
 venv="$cache/ha-$version"
 # The integrations HA loads in the test (their dependencies follow); HA always loads frontend
 # and goes into recovery mode without it.
-integrations="frontend http api websocket_api auth onboarding config mqtt sensor binary_sensor image event button switch"
+integrations=(frontend http api websocket_api auth onboarding config mqtt sensor binary_sensor image
+    event button switch)
 
 if [ ! -x "$python" ]; then
     echo "test-homeassistant: $python not found: Home Assistant $version needs Python 3.13;" \
@@ -52,7 +53,7 @@ EOF
     "$venv/bin/python" -m pip install -q -c "$venv/constraints.txt" "$wheel"
     # The loaded integrations' requirements, dependencies followed (what HA would pip-install
     # at start-up).
-    "$venv/bin/python" - $integrations >"$venv/requirements.txt" <<'EOF'
+    "$venv/bin/python" - "${integrations[@]}" >"$venv/requirements.txt" <<'EOF'
 import json, sys
 from pathlib import Path
 import homeassistant.components as components
@@ -71,11 +72,11 @@ EOF
     if [ -s "$venv/requirements.txt" ]; then
         "$venv/bin/python" -m pip install -q -c "$venv/constraints.txt" -r "$venv/requirements.txt"
     fi
-    echo "$version $integrations" >"$venv/.complete"
+    echo "$version ${integrations[*]}" >"$venv/.complete"
     echo "== Home Assistant $version installed in $(( $(date +%s) - t0 )) s"
 }
 
-if [ "$(cat "$venv/.complete" 2>/dev/null)" != "$version $integrations" ]; then
+if [ "$(cat "$venv/.complete" 2>/dev/null)" != "$version ${integrations[*]}" ]; then
     install
 else
     echo "== Home Assistant $version: cached in $venv"
@@ -89,8 +90,11 @@ if [ ! -x .venv/bin/camclassd ]; then
     echo "test-homeassistant: .venv/bin/camclassd not found: run scripts/setup.sh first" >&2
     exit 66
 fi
+variants=$(mktemp)
+trap 'rm -f "$variants"' EXIT
+.venv/bin/python scripts/ha_variants.py >"$variants"
 status=0
 "$venv/bin/python" scripts/ha_check.py --hass "$venv/bin/hass" --camclassd .venv/bin/camclassd \
-    --mosquitto "$mosquitto" || status=$?
+    --mosquitto "$mosquitto" --variants "$variants" || status=$?
 echo "== test-homeassistant finished in $(( $(date +%s) - start )) s (exit $status)"
 exit $status
