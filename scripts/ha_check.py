@@ -14,13 +14,12 @@ dropped; HA's log has no warning or error about them. Exit 0 when all passed.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import copy
-import importlib
 import json
 import re
+import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ from ha_harness import (
     Failures,
     HomeAssistant,
     Mosquitto,
+    inside_root,
     wait_until,
 )
 
@@ -79,62 +79,19 @@ def live(state: dict[str, Any] | None) -> bool:
     return state is not None and state["state"] not in ("unavailable", "unknown")
 
 
-def schema_problems(topic: str, payload: dict[str, Any]) -> list[str]:
-    """Validate one discovery payload with the running HA release's own schemas; HA drops
-    unknown keys silently, so a dropped key is a problem too."""
-    from homeassistant.components.mqtt import schemas  # noqa: PLC0415 (HA's venv only)
-
-    problems: list[str] = []
-
-    def dropped(what: str, sent: dict[str, Any], kept: dict[str, Any]) -> None:
-        lost = sorted(set(sent) - set(kept))
-        if lost:
-            problems.append(f"{what}: HA dropped {lost}")
-        for key in ("device", "origin"):
-            if isinstance(sent.get(key), dict) and isinstance(kept.get(key), dict):
-                lost = sorted(set(sent[key]) - set(kept[key]))
-                if lost:
-                    problems.append(f"{what}.{key}: HA dropped {lost}")
-
-    if "/device/" in topic:
-        try:
-            kept = schemas.DEVICE_DISCOVERY_SCHEMA(copy.deepcopy(payload))
-        except Exception as error:
-            return [f"{topic}: {error}"]
-        dropped(topic, payload, kept)
-        parts = []
-        for cid, component in payload["components"].items():
-            if set(component) == {"platform"}:
-                continue  # a removal
-            config = {k: v for k, v in component.items() if k != "platform"}
-            for key in schemas.SHARED_OPTIONS:
-                if key in payload and key not in config:
-                    config[key] = payload[key]
-            config["device"], config["origin"] = payload["device"], payload["origin"]
-            parts.append((f"{topic} {cid}", component["platform"], config))
-    else:
-        parts = [(topic, topic.split("/")[-4], payload)]
-    for what, platform, config in parts:
-        module = importlib.import_module(f"homeassistant.components.mqtt.{platform}")
-        try:
-            kept = module.DISCOVERY_SCHEMA(copy.deepcopy(config))
-        except Exception as error:
-            problems.append(f"{what}: {error}")
-            continue
-        dropped(what, config, kept)
+def validate_in(args: argparse.Namespace, work: Path, sent: list[Any]) -> list[str]:
+    """ha_schema.py run by the release under test's python (chrooted too)."""
+    (work / "payloads.json").write_text(json.dumps(sent))
+    shutil.copy(Path(__file__).with_name("ha_schema.py"), work / "ha_schema.py")
+    root = Path(args.root) if args.root else None
+    inside = [str(inside_root(work / name, root)) for name in ("ha_schema.py", "payloads.json")]
+    done = subprocess.run(
+        [*shlex.split(args.schema_python), *inside], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        return [f"ha_schema.py failed: {done.stderr.strip()[-500:]}"]
+    problems: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
     return problems
-
-
-def validate_with_ha(sent: list[tuple[str, dict[str, Any]]], work: Path) -> list[str]:
-    """HA validates discovery in its event loop with a HomeAssistant object (templates are
-    compiled against it): do the same with a bare one."""
-    from homeassistant.core import HomeAssistant as Core  # noqa: PLC0415 (HA's venv only)
-
-    async def run() -> list[str]:
-        hass = Core(str(work / "schema-check"))  # noqa: F841 (it registers itself as current)
-        return [p for topic, payload in sent for p in schema_problems(topic, payload)]
-
-    return asyncio.run(run())
 
 
 def device_components(payload: bytes | None) -> dict[str, Any] | None:
@@ -163,14 +120,20 @@ def table(ha: HomeAssistant) -> str:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--hass", required=True)
+    parser.add_argument("--hass", required=True, help="the command that runs hass")
+    parser.add_argument("--root", default="", help="the root hass runs chrooted in, if any")
+    parser.add_argument(
+        "--schema-python", required=True, help="the command that runs that release's python"
+    )
     parser.add_argument("--camclassd", required=True)
     parser.add_argument("--mosquitto", required=True)
     parser.add_argument(
         "--variants", type=Path, help="more payloads to validate (JSON from ha_variants.py)"
     )
     args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="camclassd-ha-"))
+    # Under the root when HA runs chrooted: its config directory must be visible inside.
+    tmp = Path(args.root) / "tmp" if args.root else None
+    work = Path(tempfile.mkdtemp(prefix="camclassd-ha-", dir=tmp))
     # A SIGTERM (CI's timeout) still stops HA, the daemon and mosquitto in `finally`.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     failures = Failures()
@@ -178,7 +141,8 @@ def main(argv: list[str]) -> int:
     broker_process = Mosquitto(args.mosquitto, work)
     ha = daemon = None
     try:
-        ha = HomeAssistant(args.hass, work / "ha", 0)
+        root = Path(args.root) if args.root else None
+        ha = HomeAssistant(shlex.split(args.hass), work / "ha", root)
         daemon = Daemon(args.camclassd, work, broker_process.port)
         run_checks(args, work, broker_process, ha, daemon, failures, timings)
     except AssertionError as error:
@@ -466,7 +430,7 @@ def run_checks(  # noqa: PLR0917 (one run, its parts)
         and b"migrate_discovery" not in m[2]
     ]
     variants = json.loads(args.variants.read_text()) if args.variants else []
-    problems = validate_with_ha(sent + [tuple(v) for v in variants], work)
+    problems = validate_in(args, work, [*sent, *(tuple(v) for v in variants)])
     check(
         not problems,
         f"{len(sent)} payloads sent + {len(variants)} variants (few labels, gate, support link): "

@@ -174,11 +174,17 @@ class Broker:
         return found
 
 
+def inside_root(path: Path, root: Path | None) -> Path:
+    """`path` as a process chrooted into `root` sees it."""
+    return Path("/") / path.relative_to(root) if root is not None else path
+
+
 class HomeAssistant:
-    def __init__(self, hass: str, config_dir: Path, port: int) -> None:
-        self.hass = hass
+    def __init__(self, hass: list[str], config_dir: Path, root: Path | None = None) -> None:
+        self.hass = hass  # the command, e.g. ["chroot", ROOT, "/opt/.../bin/hass"]
         self.config_dir = config_dir
-        self.port = port or free_port()
+        self.root = root
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = ""
         self.process: subprocess.Popen[bytes] | None = None
@@ -190,9 +196,10 @@ class HomeAssistant:
         t0 = time.monotonic()
         self.starts += 1
         log = self.config_dir / f"ha-run{self.starts}.log"
-        command = [self.hass, "-c", str(self.config_dir), "--skip-pip", "--log-no-color"]
+        inside = inside_root(self.config_dir, self.root)
+        command = [*self.hass, "-c", str(inside), "--skip-pip", "--log-no-color"]
         self.process = subprocess.Popen(
-            [*command, "--log-file", str(log)],
+            [*command, "--log-file", str(inside_root(log, self.root))],
             stdout=subprocess.DEVNULL,
             stderr=open(self.config_dir / "stderr.log", "ab"),  # noqa: SIM115
         )
