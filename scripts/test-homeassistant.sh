@@ -45,14 +45,29 @@ run_in() {
     if [ -n "$r" ]; then chroot "$r" env -u PIP_FIND_LINKS "$@"; else "$@"; fi
 }
 
+mounted=()
+variants=""
+# shellcheck disable=SC2317  # only called by the EXIT trap
+cleanup() {
+    local fs
+    for fs in "${mounted[@]}"; do umount "$fs" || true; done
+    if [ -n "$variants" ]; then rm -f "$variants"; fi
+}
+trap cleanup EXIT
+
 if [ -n "$root" ]; then
     if [ ! -x "$root/usr/bin/python3" ]; then
         echo "test-homeassistant: CAMCLASSD_HA_ROOT=$root has no usr/bin/python3" >&2
         exit 66
     fi
     # What HA and pip need inside: /proc, /dev, /sys, name resolution, this machine's CAs.
+    # Unmounted on exit (cleanup): a bind-mounted /dev left in a cache directory is one
+    # `rm -rf` away from deleting the real one.
     for fs in proc dev sys; do
-        mountpoint -q "$root/$fs" || mount --bind "/$fs" "$root/$fs"
+        if ! mountpoint -q "$root/$fs"; then
+            mount --bind "/$fs" "$root/$fs"
+            mounted+=("$root/$fs")
+        fi
     done
     cp /etc/resolv.conf "$root/etc/resolv.conf"
     cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
@@ -131,7 +146,6 @@ if [ ! -x .venv/bin/camclassd ]; then
     exit 66
 fi
 variants=$(mktemp)
-trap 'rm -f "$variants"' EXIT
 .venv/bin/python scripts/ha_variants.py >"$variants"
 status=0
 "$checker" scripts/ha_check.py --hass "$hass" --root "$root" --schema-python "$schema_python" \
