@@ -37,7 +37,18 @@ from tests.test_mqtt_client import (
     validate,
 )
 
-SCHEMA_NAMES = ["classification", "metrics", "status", "command-reply", "ha-discovery-sensor"]
+SCHEMA_NAMES = [
+    "classification",
+    "metrics",
+    "status",
+    "command-reply",
+    "event",
+    "ha-discovery-device",
+    *(
+        f"ha-discovery-{p}"
+        for p in ("sensor", "binary-sensor", "image", "event", "button", "switch")
+    ),
+]
 
 
 @pytest.mark.parametrize("name", SCHEMA_NAMES)

@@ -285,6 +285,18 @@ class HomeAssistantConfig(Section):
         min_length=1,
         description="Home Assistant's birth topic; 'online' there re-sends discovery.",
     )
+    discovery: Literal["device", "components"] = Field(
+        default="device",
+        description="'device': one device-based discovery config (Home Assistant >= "
+        "2024.11); 'components': one config per entity, for older Home Assistant and other "
+        "consumers of its discovery. Switching hands the entities over, keeping their ids.",
+    )
+    support_url: str = Field(
+        default="",
+        pattern=r"^(https?://\S+)?$",
+        description="The support link shown in Home Assistant's discovery origin; empty: none.",
+        examples=["https://example.com/camclassd"],
+    )
 
 
 class MetricsConfig(Section):

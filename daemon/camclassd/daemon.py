@@ -29,6 +29,7 @@ from camclassd.engine import Engine
 from camclassd.errors import EXIT_FAILURE, EXIT_OK, ConfigError, UsageError
 from camclassd.metrics import Metrics
 from camclassd.mqtt.client import MqttService
+from camclassd.mqtt.ha_entities import Features
 from camclassd.pipeline import Pipeline
 from camclassd.reload import plan
 from camclassd.secrets import MqttSecrets
@@ -116,6 +117,7 @@ class Daemon:
         self._runtime = rt = Runtime(config, digest, metrics, endpoint, mqtt, sinks, pipeline)
         try:
             if mqtt is not None:
+                mqtt.set_features(_features(pipeline))
                 mqtt.start()  # never blocks: the broker may be down, results are buffered
                 mqtt.publish_status(self.status())
             self.notifier.ready()
@@ -365,10 +367,11 @@ class Daemon:
             for sink in rt.sinks:
                 sink.close()
             if mqtt is not None:
+                mqtt.set_features(_features(rt.pipeline))
                 mqtt.start()
             log.info("MQTT: a new session for %s", ", ".join(steps.keys("session")))
         elif mqtt is not None:
-            mqtt.apply_config(new_config)
+            mqtt.apply_config(new_config, _features(rt.pipeline))
         rt.config, rt.config_digest, rt.mqtt, rt.sinks = new_config, digest, mqtt, sinks
         setup_logging(self.log_level or new_config.logging.level, new_config.logging.target)
         self._republish_status()
@@ -410,3 +413,8 @@ class Daemon:
 
 def _log_signal_reload(reply: dict[str, Any]) -> None:
     """SIGHUP has no one to answer: the reload's own log line says what happened."""
+
+
+def _features(pipeline: Pipeline) -> Features:
+    """What Home Assistant discovery and the label events need of the running pipeline."""
+    return Features.of(labels=pipeline.labels, gate_cameras=pipeline.gated_cameras)

@@ -113,6 +113,7 @@ class Pipeline:
         self._captures_running = 0
         self._workers_running = 0
         self._busy_since: dict[int, float] = {}  # worker index -> when its batch was taken
+        self.labels: tuple[str, ...] = ()  # the model's, once started
 
     # ==== lifecycle =============================================================================
 
@@ -124,6 +125,7 @@ class Pipeline:
         """
         settings = self.config.pipeline
         engines = [self._engine_factory() for _ in range(settings.workers)]
+        self.labels = tuple(engines[0].labels)
         self._cameras = {
             name: self._make_camera(name, camera, engines[0])
             for name, camera in self.config.cameras.items()
@@ -194,6 +196,11 @@ class Pipeline:
     @property
     def cameras(self) -> tuple[str, ...]:
         return tuple(self._cameras)
+
+    @property
+    def gated_cameras(self) -> tuple[str, ...]:
+        """The cameras whose stage may skip frames (the scene gate is on)."""
+        return tuple(name for name, camera in self._cameras.items() if camera.stage.name != "none")
 
     def request_snapshot(self, camera: str | None) -> None:
         """The next frame of `camera` (of every camera for None) becomes a snapshot."""

@@ -7,7 +7,8 @@ means for each of them:
   discovery;
 - SUBACK of that subscribe: flush the outbox;
 - disconnected: results go to the outbox's store;
-- a message: HA's birth -> re-announce; a command -> the dispatcher -> the command inbox.
+- a message: discovery's (HA's birth, the sync marker, a config to hand over) -> the
+  announcer; a command -> the dispatcher -> the command inbox.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from camclassd.config import Config, MQTTConfig
 from camclassd.errors import ConfigError
 from camclassd.mqtt.announcer import Announcer
 from camclassd.mqtt.dispatch import Dispatcher
+from camclassd.mqtt.ha_entities import Features
 from camclassd.mqtt.outbox import Outbox
 from camclassd.mqtt.payloads import MQTT_LINK_COUNTERS, MQTT_LINK_GAUGES, mqtt_counters
 from camclassd.mqtt.publisher import Publisher
@@ -97,7 +99,7 @@ class MqttService:
         )
         self._outbox = Outbox(self._session, mc.buffer_size)
         self._publisher = Publisher(self._session, self._outbox, self.topics, self._mqtt)
-        self._announcer = Announcer(self._session, config)
+        self._announcer = Announcer(self._session, self.topics, config)
         self._dispatcher = Dispatcher(
             self._session, self.topics, submit, lambda: self._mqtt().max_command_bytes
         )
@@ -152,11 +154,19 @@ class MqttService:
         for key in MQTT_LINK_COUNTERS:
             metrics.set_counter(f"mqtt_{key}", int(counters[key]))
 
-    def apply_config(self, config: Config) -> None:
+    def set_features(self, features: Features) -> None:
+        """What the running model offers (its labels, the gated cameras), for discovery and
+        the label events; set before `start`."""
+        self._announcer.features = features
+        self._publisher.features = features
+
+    def apply_config(self, config: Config, features: Features | None = None) -> None:
         """A reloaded config whose session settings are unchanged (see camclassd.reload)."""
         self._config = config
         self._outbox.resize(config.mqtt.buffer_size)
-        self._announcer.update(config)
+        if features is not None:
+            self._publisher.features = features
+        self._announcer.update(config, features)
 
     def stop(self, timeout: float = 2.0) -> None:
         """Publish `offline` (retained), disconnect, stop the network thread."""
@@ -183,13 +193,14 @@ class MqttService:
     def _connected(self) -> None:
         self._publisher.announce_online()
         subscriptions = [(self.topics.command_filter, QOS_CONTROL)]
-        if self._announcer.birth_topic is not None:
-            subscriptions.append((self._announcer.birth_topic, QOS_CONTROL))
+        # Home Assistant's birth topic, retained configs of the other discovery form, and our
+        # sync marker (the broker delivers it after those).
+        subscriptions += [(topic, QOS_CONTROL) for topic in self._announcer.subscriptions()]
         rc, mid = self._session.client.subscribe(subscriptions)
         self._subscribe_mid = mid
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:  # e.g. the connection dropped meanwhile
             log.warning("MQTT subscribe failed: %s", mqtt.error_string(rc))
-        self._announcer.announce()
+        self._announcer.on_connected()
 
     def _subscribed(self, mid: int) -> None:
         if mid == self._subscribe_mid:
@@ -200,8 +211,8 @@ class MqttService:
 
     def _message(self, message: mqtt.MQTTMessage) -> None:
         try:
-            if message.topic == self._announcer.birth_topic:
-                self._announcer.on_birth(bytes(message.payload))
+            payload = bytes(message.payload)
+            if self._announcer.handle(message.topic, payload, bool(message.retain)):
                 return
             self._dispatcher.handle(message)
         except Exception:  # never let a payload kill the network thread

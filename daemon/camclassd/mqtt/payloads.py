@@ -49,6 +49,24 @@ def classification_payload(result: Classification, device: str | None) -> dict[s
     return safe
 
 
+def event_payload(
+    result: Classification, previous: str | None, event_types: Sequence[str]
+) -> dict[str, Any]:
+    """The stable label changed (`{camera}/event`, for HA's event entity): `event_type` is
+    the new label when it is one of `event_types` (few labels), else "changed"; no label
+    (nothing confident) is "none"."""
+    label = result.stable_label
+    shown = label if label is not None else "none"
+    return {
+        "event_type": shown if shown in event_types else "changed",
+        "label": label,
+        "previous": previous,
+        "camera": result.camera,
+        "seq": result.seq,
+        "ts": iso_ts(result.wall_time),
+    }
+
+
 def mqtt_counters(
     *, buffered: int, dropped: int, delivered_after_reconnect: int, reconnects: int, connected: bool
 ) -> dict[str, Any]:
