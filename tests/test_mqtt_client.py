@@ -211,9 +211,11 @@ def test_availability_online_retained_then_offline_on_stop(
 ) -> None:
     config = make_config(broker.port)
     device = config.device.resolved_id
+    early = subscribers(broker.port, [f"camclassd/{device}/status"])
     service = service_factory(config)
     service.publish_status(RecordingTarget().status())
     assert wait_until(lambda: service.connected)
+    early.wait_for(topic_is(f"camclassd/{device}/status"))  # it reached the broker
     # A subscriber arriving later still sees the retained online and status.
     late = subscribers(
         broker.port, [f"camclassd/{device}/availability", f"camclassd/{device}/status"]
