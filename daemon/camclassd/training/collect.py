@@ -11,6 +11,7 @@ import argparse
 import re
 import time
 from pathlib import Path
+from types import MappingProxyType
 
 import cv2
 
@@ -22,7 +23,7 @@ from camclassd.sources.opencv import OpenCVSource, classify_uri
 from camclassd.training.writer import MIB, Budget, BudgetReachedError, DatasetWriter
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min)?\s*$")
-_UNIT = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "min": 60.0}
+_UNIT = MappingProxyType({"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "min": 60.0})
 VIDEO_FPS_FALLBACK = 25.0
 
 
