@@ -17,8 +17,8 @@ from camclassd.training.validate import Views
 from tests.conftest import UINT8_MODEL, run_cli
 from tests.training.data import object_dataset, state_dataset
 
-OBJECT_PER_CLASS = 12
-STATE_PER_CLASS = 16
+OBJECT_PER_CLASS = 10
+STATE_PER_CLASS = 12
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +44,15 @@ def state_holdout(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def train(dataset_dir: Path, out: Path, *extra: str) -> Path:
     done = run_cli(
-        "train", str(dataset_dir), "--out", str(out), "--no-progress", *extra, timeout=180
+        "train",
+        str(dataset_dir),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--views",
+        "3",
+        *extra,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     (out / "stdout.txt").write_text(done.stdout)

@@ -12,10 +12,11 @@ from types import MappingProxyType
 
 import cv2
 import numpy as np
-import skimage.data
 
 
 def _rgb(name: str) -> np.ndarray:
+    import skimage.data  # noqa: PLC0415 (a dev dependency the tflite-runtime venv lacks)
+
     image = getattr(skimage.data, name)()
     if isinstance(image, tuple):  # stereo_motorcycle: (left, right, disparity)
         image = image[0]

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from tests.conftest import FLOAT_MODEL, UINT8_MODEL, run_cli
+from tests.training.conftest import STATE_PER_CLASS
 from tests.training.data import _rgb, camera_view, write_jpeg
 
 
@@ -25,7 +26,8 @@ def test_dataset_check_counts_and_warns(tmp_path: Path, state_data: Path) -> Non
     done = run_cli("dataset", str(data), "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["classes"] == {"cat": 17, "none": 16, "open": 3}
+    n = STATE_PER_CLASS
+    assert report["classes"] == {"cat": n + 1, "none": n, "open": 3}
     assert report["unreadable"] == [str(data / "none" / "broken.png")]
     assert report["not_images"] == [str(data / "none" / "readme.md")]
     assert sorted(map(sorted, report["duplicates"])) == [

@@ -16,7 +16,7 @@ from camclassd.training import dataset, surgery
 from camclassd.training.embed import Embedder
 from camclassd.training.quantize import int8_logits
 from tests.conftest import FLOAT_MODEL, UINT8_MODEL, run_cli
-from tests.training.conftest import train
+from tests.training.conftest import STATE_PER_CLASS, train
 from tests.training.data import OBJECT_CLASSES
 
 
@@ -146,7 +146,8 @@ def test_card_and_report(state_model: Path) -> None:
     assert made["base_model"]["file"] == UINT8_MODEL.name  # type: ignore[index]
     assert made["base_model"]["sha256"] == hashlib.sha256(UINT8_MODEL.read_bytes()).hexdigest()  # type: ignore[index]
     assert str(made["command"]).startswith("camclassd train ")
-    assert made["dataset"]["images_per_class"] == {"cat": 16, "none": 16}  # type: ignore[index]
+    per_class = {"cat": STATE_PER_CLASS, "none": STATE_PER_CLASS}
+    assert made["dataset"]["images_per_class"] == per_class  # type: ignore[index]
     text = (state_model / "card.txt").read_text()
     stdout = (state_model / "stdout.txt").read_text()
     assert "confusion matrix" in text and "learning curve" in text
