@@ -83,11 +83,12 @@ def object_dataset(root: Path, per_class: int, seed: int = 1, classes: int = 5) 
     return root
 
 
-def state_dataset(root: Path, per_class: int, seed: int = 2) -> Path:
-    """A fixed camera on a real scene (the coffee table) with a cat's head present or not."""
+def state_dataset(root: Path, per_class: int, seed: int = 2, *, side: int = 110) -> Path:
+    """A fixed camera on a real scene (the coffee table, 600x400) with a cat's head (`side`
+    pixels square) present or not."""
     rng = np.random.default_rng(seed)
     scene = _rgb("coffee")
-    cat = cv2.resize(_rgb("chelsea")[30:230, 130:330], (110, 110), interpolation=cv2.INTER_AREA)
+    cat = cv2.resize(_rgb("chelsea")[30:230, 130:330], (side, side), interpolation=cv2.INTER_AREA)
     makers: Mapping[str, Callable[[], np.ndarray]] = {
         "cat": lambda: paste(scene, cat, rng),
         "none": lambda: scene,

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from camclassd.training.blas import one_thread
+
 DEFAULT_L2 = 1e-3
 DEFAULT_STEPS = 300
 
@@ -36,8 +38,8 @@ class _Adam:
     """Adam's moment estimates for one parameter array, updated in place."""
 
     def __init__(self, shape: tuple[int, ...], learning_rate: float) -> None:
-        self.m = np.zeros(shape)
-        self.v = np.zeros(shape)
+        self.m: np.ndarray = np.zeros(shape, dtype=np.float32)
+        self.v: np.ndarray = np.zeros(shape, dtype=np.float32)
         self.t = 0
         self.learning_rate = learning_rate
 
@@ -60,26 +62,32 @@ def fit(
     steps: int = DEFAULT_STEPS,
     learning_rate: float = 0.05,
 ) -> FloatHead:
-    """Full-batch Adam on the weighted cross-entropy; deterministic (no random init)."""
-    x = x.astype(np.float64)
-    mean = x.mean(axis=0)
-    std = x.std(axis=0)
-    std[std < 1e-6] = 1.0  # channels that never fire: leave them at zero weight
-    z = (x - mean) / std
+    """Full-batch Adam on the weighted cross-entropy; deterministic (no random init).
+
+    The loop runs in float32 on one BLAS thread (see blas.py); the result is float64.
+    """
+    mean = x.mean(axis=0, dtype=np.float64)
+    # One scale for all channels, not one each: per-channel scaling let rarely-firing
+    # channels take huge weights, which int8 (one scale per class over all 1280 inputs)
+    # then rounded badly (int8/float agreement fell to 95% on new views).
+    std = float(np.sqrt(np.mean((x - mean) ** 2))) or 1.0
+    z = ((x - mean) / std).astype(np.float32)
     counts = np.bincount(y, minlength=classes).astype(np.float64)
     present = counts > 0
     sample_weight = (len(y) / (present.sum() * np.maximum(counts, 1.0)))[y]
     sample_weight /= sample_weight.sum()
-    onehot = np.eye(classes)[y]
-    w = np.zeros((classes, z.shape[1]))
-    b = np.zeros(classes)
+    onehot = np.eye(classes, dtype=np.float32)[y]
+    weight = sample_weight.astype(np.float32)[:, None]
+    w = np.zeros((classes, z.shape[1]), dtype=np.float32)
+    b = np.zeros(classes, dtype=np.float32)
     adam_w, adam_b = _Adam(w.shape, learning_rate), _Adam(b.shape, learning_rate)
-    for _ in range(steps):
-        error = (_softmax(z @ w.T + b) - onehot) * sample_weight[:, None]
-        adam_w.step(w, error.T @ z + l2 * w)
-        adam_b.step(b, error.sum(axis=0))
-    weights = w / std
-    bias = b - weights @ mean
+    with one_thread():
+        for _ in range(steps):
+            error = (_softmax(z @ w.T + b) - onehot) * weight
+            adam_w.step(w, error.T @ z + np.float32(l2) * w)
+            adam_b.step(b, error.sum(axis=0))
+    weights = w.astype(np.float64) / std
+    bias = b.astype(np.float64) - weights @ mean
     # Softmax ignores a shift shared by all classes: centring makes every view's logits sum
     # to 0, so they can never be mistaken for probabilities (which sum to 1).
     weights -= weights.mean(axis=0, keepdims=True)

@@ -27,6 +27,7 @@ from camclassd.errors import EXIT_OK, InputDataError, UsageError
 from camclassd.preprocess import Preprocessor
 from camclassd.training import card, dataset, head, install, quantize, surgery, validate
 from camclassd.training.augment import Augment, image_rng, views
+from camclassd.training.blas import one_thread
 from camclassd.training.embed import Embedder
 from camclassd.training.files import DIR_MODE, FILE_MODE, make_dirs, replace_dir, write_atomic
 from camclassd.training.progress import Bar
@@ -159,13 +160,16 @@ def main(args: argparse.Namespace) -> int:
     def fit(x: np.ndarray, y: np.ndarray) -> head.FloatHead:
         return head.fit(x, y, classes, l2=args.l2, steps=args.steps)
 
-    final = fit(all_views.features, view_labels)
-    quantized = quantize.quantize_head(final, embedder.quantization, all_views.features)
-    model = surgery.classifier_model(embedder.base_bytes, quantized)
-    check_loads(model, names)
-    validation = validate.cross_validate(all_views, names, fit, folds=args.folds, seed=args.seed)
-    train_int8 = quantize.int8_logits(quantized, all_views.embeddings, embedder.quantization)
-    final_pred = final.logits(all_views.features).argmax(axis=1)
+    with one_thread():
+        final = fit(all_views.features, view_labels)
+        quantized = quantize.quantize_head(final, embedder.quantization, all_views.features)
+        model = surgery.classifier_model(embedder.base_bytes, quantized)
+        check_loads(model, names)
+        validation = validate.cross_validate(
+            all_views, names, fit, folds=args.folds, seed=args.seed
+        )
+        train_int8 = quantize.int8_logits(quantized, all_views.embeddings, embedder.quantization)
+        final_pred = final.logits(all_views.features).argmax(axis=1)
     agreement = float(np.mean(train_int8.argmax(axis=1) == final_pred))
 
     name = args.name or args.dataset.resolve().name

@@ -16,7 +16,7 @@ from camclassd.training.head import FloatHead
 from camclassd.training.quantize import int8_logits, quantize_head
 
 DEFAULT_FOLDS = 5
-HELD_OUT_ABOVE = 2000  # images: above this one fold is held out instead of k-fold
+HELD_OUT_ABOVE = 300  # images: above this one fold (1/k of them) is held out, not k folds
 CURVE_SIZES = (1, 2, 5, 10, 20, 50, 100, 200)
 
 Fit = Callable[[np.ndarray, np.ndarray], FloatHead]
@@ -120,13 +120,16 @@ def cross_validate(
     result["images"] = int(sum(np.sum(fold_of_image == f) for f in evaluated))
     if curve:
         result["learning_curve"] = learning_curve(views, fit, fold_of_image, evaluated)
+        # its last point is the validation above: every training image of each fold
+        result["learning_curve"][-1]["accuracy"] = result["accuracy"]
     return result
 
 
 def learning_curve(
     views: Views, fit: Fit, fold_of_image: np.ndarray, evaluated: Sequence[int]
 ) -> list[dict[str, Any]]:
-    """Validation accuracy when training on the first n images of each class, n growing."""
+    """Validation accuracy when training on n images of each class, n growing; the last
+    point (all of them) is left for the caller, which has it already."""
     labels = views.image_labels
     view_labels = labels[views.image]
     view_fold = fold_of_image[views.image]
@@ -142,8 +145,11 @@ def learning_curve(
         for f in evaluated
     )
     sizes = [n for n in CURVE_SIZES if n < largest] + [largest]
-    points = []
+    points: list[dict[str, Any]] = []
     for n in sizes:
+        if n == sizes[-1]:
+            points.append({"per_class": n, "accuracy": None})  # filled in by the caller
+            continue
         correct = total = 0
         for fold in evaluated:
             train_images = (fold_of_image != fold) & (
