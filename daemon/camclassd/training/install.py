@@ -207,7 +207,9 @@ def after_change(args: argparse.Namespace, config_path: Path) -> None:
 
 def install_from_args(args: argparse.Namespace, source: Path) -> int:
     config_path = args.config or DEFAULT_CONFIG
-    models_dir = args.models_dir or DEFAULT_MODELS_DIR
+    models_dir = Path(
+        os.path.abspath(args.models_dir or DEFAULT_MODELS_DIR)
+    )  # the config gets absolute paths
     version, before = install(source, config_path, models_dir)
     print(f"installed {version.name} v{version.number} in {version.directory}")
     print(f"{config_path}: [model] path = {version.model} (was {before})")
@@ -217,7 +219,9 @@ def install_from_args(args: argparse.Namespace, source: Path) -> int:
 
 def main(args: argparse.Namespace) -> int:
     config_path = args.config or DEFAULT_CONFIG
-    models_dir = args.models_dir or DEFAULT_MODELS_DIR
+    models_dir = Path(
+        os.path.abspath(args.models_dir or DEFAULT_MODELS_DIR)
+    )  # the config gets absolute paths
     if args.model_command == "install":
         return install_from_args(args, args.source)
     if args.model_command == "rollback":

@@ -112,9 +112,7 @@ def cross_validate(
     int8_pred = np.concatenate(int8_all)
     result = summarise(confusion(truth, float_pred, classes), names)
     int8_summary = summarise(confusion(truth, int8_pred, classes), names)
-    result["method"] = (
-        "held-out fold (1 of {k})" if len(evaluated) == 1 else f"stratified {k}-fold"
-    ).format(k=k)
+    result["method"] = f"held-out 1/{k} split" if len(evaluated) == 1 else f"stratified {k}-fold"
     result["int8_accuracy"] = int8_summary["accuracy"]
     result["int8_float_agreement"] = round(float(np.mean(int8_pred == float_pred)), 4)
     result["images"] = int(sum(np.sum(fold_of_image == f) for f in evaluated))
