@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from camclassd.errors import ConfigError
-from camclassd.training.tomledit import set_model_paths
+from camclassd.training.tomledit import set_keys, set_model_paths
 from tests.broker import Mosquitto
 from tests.conftest import LABELS, UINT8_MODEL, run_cli
 from tests.daemon_helpers import collector, daemon
@@ -213,3 +213,16 @@ def test_train_install_reloads_the_running_daemon_over_mqtt(
     new = [m.json() for m in sub.on("/door/classification") if m.json()["model"] == "door"]
     labels = {item["label"] for message in new for item in message["top"]}
     assert labels <= {"cat", "none"} and new[-1]["top"][0]["label"] == "cat"
+
+
+def test_another_table_can_be_edited_the_same_way() -> None:
+    """What a per-camera model key would need: `[cameras.door]` edited, `[cameras.yard]` not."""
+    text = '[cameras.door]\ntype = "images"  # door\n\n[ cameras . yard ]\nmodel = "a"\n'
+    edited = set_keys(text, "cameras.door", {"model": "/m/door.tflite"})
+    assert edited == (
+        '[cameras.door]\nmodel = "/m/door.tflite"\ntype = "images"  # door\n\n'
+        '[ cameras . yard ]\nmodel = "a"\n'
+    )
+    assert set_keys(text, "cameras.yard", {"model": "b"}).endswith(
+        '[ cameras . yard ]\nmodel = "b"\n'
+    )

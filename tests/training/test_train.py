@@ -249,3 +249,42 @@ def test_a_non_empty_out_is_kept_unless_forced(tmp_path: Path, state_data: Path)
     assert done.returncode == 64, done.stderr
     assert "--force" in done.stderr
     assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_a_cameras_crop_comes_from_the_config(tmp_path: Path, state_data: Path) -> None:
+    """--config/--camera: the views are the camera's roi crop, recorded in the card."""
+    config = tmp_path / "camclassd.toml"
+    config.write_text(
+        '[cameras.door]\ntype = "images"\npath = "x"\ncrop = "roi"\n'
+        'roi = [0.25, 0.2, 0.75, 0.8]\ninterpolation = "area"\n\n'
+        '[cameras.yard]\ntype = "images"\npath = "y"\n'
+    )
+    out = train(
+        state_data,
+        tmp_path / "out",
+        "--config",
+        str(config),
+        "--camera",
+        "door",
+        "--views",
+        "1",
+        "--folds",
+        "2",
+    )
+    assert _card(out)["preprocessing"] == {
+        "camera": "door",
+        "crop": "roi",
+        "roi": [0.25, 0.2, 0.75, 0.8],
+        "interpolation": "area",
+    }
+    done = run_cli(
+        "train",
+        str(state_data),
+        "--out",
+        str(tmp_path / "o2"),
+        "--config",
+        str(config),
+        "--no-progress",
+    )
+    assert done.returncode == 64 and "pick one with --camera" in done.stderr
+    assert not (tmp_path / "o2").exists()
