@@ -185,6 +185,7 @@ def main(args: argparse.Namespace) -> int:
         preprocessing=preprocessing,
         augment=augment,
         base=(base, embedder.base_sha256),
+        size=embedder.input_size,
         head_figures={
             "train_accuracy": round(float(np.mean(final_pred == view_labels)), 4),
             "train_int8_float_agreement": round(agreement, 4),
@@ -223,6 +224,7 @@ def describe(
     preprocessing: dict[str, Any],
     augment: Augment,
     base: tuple[Path, str],
+    size: tuple[int, int],
     head_figures: dict[str, Any],
     validation: dict[str, Any] | None,
 ) -> dict[str, Any]:
@@ -244,7 +246,7 @@ def describe(
             "labels": f"{name}.txt",
             "bytes": len(model),
             "sha256": hashlib.sha256(model).hexdigest(),
-            "input": "uint8 [1, 224, 224, 3] raw RGB pixels (as the base model)",
+            "input": f"uint8 [1, {size[1]}, {size[0]}, 3] raw RGB pixels (as the base model)",
             "output": f"uint8 [1, {len(names)}] logits",
             "output_quantization": {
                 "scale": quantized.output_scale,
