@@ -288,3 +288,16 @@ def test_a_cameras_crop_comes_from_the_config(tmp_path: Path, state_data: Path) 
     )
     assert done.returncode == 64 and "pick one with --camera" in done.stderr
     assert not (tmp_path / "o2").exists()
+
+
+def test_the_collect_layout_one_level_too_high_is_explained(
+    tmp_path: Path, state_data: Path
+) -> None:
+    shutil.copytree(state_data, tmp_path / "dataset" / "door")
+    _refused(
+        [str(tmp_path / "dataset")],
+        tmp_path / "out",
+        65,
+        "holds folders, not images",
+        str(tmp_path / "dataset" / "door"),
+    )

@@ -65,11 +65,22 @@ def scan(root: Path) -> Dataset:
         classes.append(folder.name)
         examples.extend(Example(path, label) for path in images)
     if not examples:
+        for name in classes:
+            _refuse_nested(root, name)
         raise InputDataError(
             f"dataset {root} has no images: put one folder per class in it (e.g. "
             f"{root}/open/*.jpg, {root}/closed/*.jpg)"
         )
     return Dataset(root, tuple(classes), tuple(examples), tuple(others))
+
+
+def _refuse_nested(root: Path, name: str) -> None:
+    """A "class" whose folder holds class folders: the collect layout one level too high."""
+    if any(is_class_dir(p) for p in (root / name).iterdir()):
+        raise InputDataError(
+            f"{root / name} holds folders, not images: collect writes DIR/CAMERA/LABEL, so "
+            f"give {root / name} (the folder whose sub-folders are the classes)"
+        )
 
 
 def require_trainable(dataset: Dataset) -> None:
@@ -82,6 +93,7 @@ def require_trainable(dataset: Dataset) -> None:
         )
     empty = [name for name, count in zip(dataset.classes, counts, strict=True) if count == 0]
     if empty:
+        _refuse_nested(dataset.root, empty[0])
         raise InputDataError(
             f"class {empty[0]!r} in {dataset.root} has no image files: add images or remove "
             "the folder"
