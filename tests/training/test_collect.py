@@ -193,3 +193,23 @@ def test_intervals_and_sampling() -> None:
     assert [sampler.keep() for _ in range(6)] == [True, False, True, False, True, False]
     images = Sampler("images", 10.0, None)
     assert all(images.keep() for _ in range(3))
+
+
+def test_collect_from_a_camera_of_the_config(tmp_path: Path) -> None:
+    """--config/--camera: the daemon's own source for that camera, read once, its roi used."""
+    config = tmp_path / "camclassd.toml"
+    config.write_text(
+        f'[cameras.porch]\ntype = "images"\npath = "{SAMPLES}"\ncrop = "roi"\n'
+        "roi = [0.0, 0.0, 0.5, 0.5]\n"
+    )
+    out = tmp_path / "ds"
+    done = run_cli(
+        "collect", "--config", str(config), "--camera", "porch", "--out", str(out), "--size", "64"
+    )
+    assert done.returncode == 0, done.stderr
+    views = sorted((out / "porch" / "_unlabelled").glob("*.jpg"))
+    assert len(views) == len(list(SAMPLES.glob("*.jpg")))  # once each, not looped
+    first = cv2.imread(str(views[0]))
+    assert first.shape == (64, 64, 3)
+    done = run_cli("collect", "--config", str(config), "--camera", "nope", "--out", str(out))
+    assert done.returncode == 64 and "porch" in done.stderr

@@ -82,9 +82,18 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("collect", help="save frames of a source into a dataset folder")
-    p.add_argument("--source", required=True, help="an image folder or glob, a video file, a URL")
+    p.add_argument(
+        "--source", default=None, help="an image folder or glob, a video file, a device, a URL"
+    )
+    p.add_argument(
+        "--config", type=Path, default=None, help="instead of --source: --camera of this config"
+    )
     p.add_argument("--out", type=Path, required=True, help="dataset folder")
-    p.add_argument("--camera", default="offline", help="sub-folder name (default offline)")
+    p.add_argument(
+        "--camera",
+        default=None,
+        help="sub-folder name (default offline); with --config: the camera",
+    )
     p.add_argument("--label", default=None, help="class folder (default _unlabelled)")
     p.add_argument("--every", default="2s", help="interval between saved frames, e.g. 2s, 500ms")
     p.add_argument("--count", type=int, default=None, help="stop after N saved frames")

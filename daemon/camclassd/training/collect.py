@@ -42,12 +42,41 @@ def open_offline_source(spec: str) -> tuple[Source, str, float | None]:
     kind = classify_uri(spec)
     if kind == "file" and not path.exists():
         raise InputNotFoundError(f"--source {spec}: no such file or folder")
-    fps = None
-    if kind == "file":
-        probe = cv2.VideoCapture(spec)
-        fps = float(probe.get(cv2.CAP_PROP_FPS)) or VIDEO_FPS_FALLBACK
-        probe.release()
+    fps = _file_fps(spec) if kind == "file" else None
     return OpenCVSource("collect", spec, loop=False), kind, fps
+
+
+def config_source(
+    config_path: Path, camera: str | None, size: tuple[int, int]
+) -> tuple[Source, str, float | None, Preprocessor]:
+    """A camera of the daemon's config (picamera2 included) with its crop and roi."""
+    from camclassd.configfile import load_config  # noqa: PLC0415 (pydantic: only here)
+    from camclassd.sources import open_source  # noqa: PLC0415
+
+    config = load_config(config_path)
+    names = sorted(config.cameras)
+    if camera not in config.cameras:
+        raise UsageError(f"--camera: give one of the cameras of {config_path}: {', '.join(names)}")
+    settings = config.cameras[camera]
+    if hasattr(settings, "loop"):  # a file or folder is read once, not replayed forever
+        settings = settings.model_copy(update={"loop": False})
+    source = open_source(camera, settings, config_path.resolve().parent)
+    kind = "images" if isinstance(source, ImagesSource) else "live" if source.live else "file"
+    fps = None
+    if kind == "file" and isinstance(source, OpenCVSource):
+        fps = _file_fps(source.uri)
+    preprocess = Preprocessor(
+        size=size, crop=settings.crop, roi=settings.roi, interpolation=settings.interpolation
+    )
+    return source, kind, fps, preprocess
+
+
+def _file_fps(path: str) -> float:
+    probe = cv2.VideoCapture(path)
+    try:
+        return float(probe.get(cv2.CAP_PROP_FPS)) or VIDEO_FPS_FALLBACK
+    finally:
+        probe.release()
 
 
 class Sampler:
@@ -80,9 +109,17 @@ def main(args: argparse.Namespace) -> int:
     if args.size < 16:
         raise UsageError(f"--size must be at least 16 pixels, got {args.size}")
     budget = Budget(max_files=args.max_files, max_bytes=int(args.max_mib * MIB))
-    source, kind, fps = open_offline_source(args.source)
+    view_size = (args.size, args.size)
+    if (args.source is None) == (args.config is None):
+        raise UsageError("give --source (a folder, file, device or URL) or --config and --camera")
+    if args.config is not None:
+        source, kind, fps, preprocess = config_source(args.config, args.camera, view_size)
+        args.camera = source.name
+    else:
+        source, kind, fps = open_offline_source(args.source)
+        preprocess = Preprocessor(size=view_size)
+        args.camera = args.camera or "offline"
     writer = DatasetWriter(args.out, budget)
-    preprocess = Preprocessor(size=(args.size, args.size))
     sampler = Sampler(kind, interval, fps)
     saved = 0
     source.open()
