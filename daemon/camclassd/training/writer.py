@@ -23,6 +23,7 @@ import numpy as np
 from camclassd.errors import CamclassdError, UsageError
 from camclassd.training.files import make_dirs, write_atomic
 
+DEFAULT_DATASET_DIR = Path("/var/lib/camclassd/dataset")  # the daemon's, in its StateDirectory
 UNLABELLED = "_unlabelled"
 FULL_DIR = "_full"
 MIB = 1024 * 1024
