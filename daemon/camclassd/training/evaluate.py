@@ -48,7 +48,7 @@ def _open(
 ) -> Run:
     model_path, labels_path = resolve_paths(model, labels)
     engine = Engine(model_path, labels_path, num_threads=args.threads)
-    preprocess = Preprocessor(size=engine.input_size, crop=args.crop, to_input=engine.to_input)
+    preprocess = Preprocessor(size=engine.input_size, crop=args.crop)
     return Run(engine, preprocess, _targets(engine, classes))
 
 
@@ -69,7 +69,7 @@ def measure(
             continue
         truth.append(example.label)
         for index, run in enumerate(runs):
-            tensor = run.preprocess(frame)[np.newaxis]
+            tensor = run.engine.to_input(run.preprocess(frame))[np.newaxis]
             started = time.perf_counter()
             probabilities = run.engine.infer(tensor)[0]
             latency[index].append((time.perf_counter() - started) * 1000.0)
