@@ -213,3 +213,38 @@ def test_collect_from_a_camera_of_the_config(tmp_path: Path) -> None:
     assert first.shape == (64, 64, 3)
     done = run_cli("collect", "--config", str(config), "--camera", "nope", "--out", str(out))
     assert done.returncode == 64 and "porch" in done.stderr
+
+
+def test_make_room_keeps_the_newest_unlabelled_and_every_labelled(tmp_path: Path) -> None:
+    """Automatic collection: the oldest unlabelled examples give way; labelled ones never."""
+    root = tmp_path / "ds"
+    writer = DatasetWriter(root, Budget(max_files=7, max_bytes=100 * MIB))
+    photo = _photo()
+    view = cv2.resize(photo, (224, 224))
+    writer.save("door", "open", view)  # a labelled example: 1 file
+    saved = [writer.save("door", None, view, photo, make_room=True) for _ in range(6)]
+    unlabelled = sorted((root / "door" / "_unlabelled").glob("*.jpg"))
+    assert [p.name for p in unlabelled] == [s.view.name for s in saved[-3:]]  # the newest 3
+    assert sorted(p.name for p in (root / "door" / "_unlabelled" / "_full").glob("*.jpg")) == [
+        s.view.name for s in saved[-3:]
+    ]
+    assert len(_files(root)) == 7 and (root / "door" / "open").exists()
+    assert writer.usage() == (7, sum(p.stat().st_size for p in _files(root)))
+    with pytest.raises(BudgetReachedError):  # without make_room: refused, nothing deleted
+        writer.save("door", None, view)
+    full = DatasetWriter(tmp_path / "labelled", Budget(max_files=2, max_bytes=100 * MIB))
+    full.save("door", "open", view)
+    full.save("door", "open", view)
+    with pytest.raises(BudgetReachedError):  # nothing unlabelled to give way
+        full.save("door", None, view, make_room=True)
+
+
+def test_files_labelled_away_free_the_budget(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    writer = DatasetWriter(root, Budget(max_files=2, max_bytes=100 * MIB))
+    view = cv2.resize(_photo(), (224, 224))
+    first = writer.save("door", None, view)
+    writer.save("door", None, view)
+    first.view.unlink()  # the user deleted one (moving it out of the dataset is the same)
+    writer.save("door", None, view)
+    assert len(_files(root)) == 2

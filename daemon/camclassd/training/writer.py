@@ -121,9 +121,16 @@ class DatasetWriter:
         label: str | None,
         model_view: np.ndarray,
         full_image: np.ndarray | None = None,
+        *,
+        make_room: bool = False,
     ) -> Saved:
         """Write one example; raises BudgetReachedError (nothing written) when it would not fit,
-        DiskFullError when the disk is full (nothing left half-written)."""
+        DiskFullError when the disk is full (nothing left half-written).
+
+        `make_room` (automatic collection: the newest are worth labelling) deletes the oldest
+        unlabelled examples of this camera until the new one fits; labelled ones are never
+        deleted.
+        """
         folder = self.root / _component(camera, "camera") / _component(label or UNLABELLED, "label")
         # Encoding is the slow part: done outside the lock so that threads overlap there.
         view_bytes = encode_jpeg(model_view)
@@ -131,15 +138,17 @@ class DatasetWriter:
         count = 1 if full_bytes is None else 2
         size = len(view_bytes) + (len(full_bytes) if full_bytes is not None else 0)
         with self._lock:
-            if self._files + count > self.budget.max_files or (
-                self._bytes + size > self.budget.max_bytes
-            ):
-                raise BudgetReachedError(
-                    f"dataset budget reached in {self.root}: {self._files} files, "
-                    f"{self._bytes / MIB:.1f} MiB (limits {self.budget.max_files} files, "
-                    f"{self.budget.max_bytes / MIB:.1f} MiB): label and move or delete examples, "
-                    "or raise the budget"
-                )
+            if not self._fits(count, size):
+                # Files labelled away or deleted by hand since the last count free room too.
+                self._files, self._bytes = _usage(self.root)
+            while not self._fits(count, size):
+                if not (make_room and self._evict_oldest(camera)):
+                    raise BudgetReachedError(
+                        f"dataset budget reached in {self.root}: {self._files} files, "
+                        f"{self._bytes / MIB:.1f} MiB (limits {self.budget.max_files} files, "
+                        f"{self.budget.max_bytes / MIB:.1f} MiB): label and move or delete "
+                        "examples, or raise the budget"
+                    )
             self._sequence += 1
             stamp = self._now().strftime("%Y%m%dT%H%M%S.%f")[:-3]
             stem = f"{camera}-{stamp}-{self._sequence:05d}"
@@ -160,6 +169,31 @@ class DatasetWriter:
             self._files += count
             self._bytes += size
             return Saved(view, full, size)
+
+    def _fits(self, count: int, size: int) -> bool:
+        return (
+            self._files + count <= self.budget.max_files
+            and self._bytes + size <= self.budget.max_bytes
+        )
+
+    def _evict_oldest(self, camera: str) -> bool:
+        """Delete the oldest unlabelled example of `camera` (its full frame too)."""
+        folder = self.root / camera / UNLABELLED
+        try:
+            oldest = min((p for p in folder.iterdir() if p.suffix == ".jpg"), default=None)
+        except FileNotFoundError:
+            return False
+        if oldest is None:
+            return False
+        for path in (oldest, folder / FULL_DIR / oldest.name):
+            try:
+                size = path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            self._files -= 1
+            self._bytes -= size
+        return True
 
 
 def _os_error(error: OSError, where: Path) -> CamclassdError:
