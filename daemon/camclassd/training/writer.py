@@ -139,7 +139,7 @@ class DatasetWriter:
         size = len(view_bytes) + (len(full_bytes) if full_bytes is not None else 0)
         with self._lock:
             if not self._fits(count, size):
-                # Files labelled away or deleted by hand since the last count free room too.
+                # Files deleted or moved out of the root by hand since the last count free room.
                 self._files, self._bytes = _usage(self.root)
             while not self._fits(count, size):
                 if not (make_room and self._evict_oldest(camera)):
