@@ -239,7 +239,7 @@ def test_make_room_keeps_the_newest_unlabelled_and_every_labelled(tmp_path: Path
         full.save("door", None, view, make_room=True)
 
 
-def test_files_labelled_away_free_the_budget(tmp_path: Path) -> None:
+def test_files_deleted_by_hand_free_the_budget(tmp_path: Path) -> None:
     root = tmp_path / "ds"
     writer = DatasetWriter(root, Budget(max_files=2, max_bytes=100 * MIB))
     view = cv2.resize(_photo(), (224, 224))
