@@ -26,14 +26,27 @@ log = logging.getLogger(__name__)
 MAX_ID_CHARS = 128
 MAX_SAFE_INT = 2**53  # larger ids would not survive a JavaScript (Node-RED) round trip
 CAMERA_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # a class folder (training)
 NAME_SHOWN = 40  # how much of an unknown command name an error message repeats
 
 RequestId = str | int | None
 Respond = Callable[[dict[str, Any]], None]
 
 
+class Pending(Protocol):
+    """A command whose reply comes later (collect): the main thread polls it each tick."""
+
+    error: str | None
+
+    def poll(self, now: float) -> Mapping[str, Any] | None:
+        """The reply's result once done, else None (`error` says what went wrong)."""
+        ...
+
+
 class CommandTarget(Protocol):
     """What commands act on; implemented by the daemon."""
+
+    def collect(self, camera: str, label: str | None, count: int, interval_s: float) -> Pending: ...
 
     def set_paused(self, paused: bool) -> None: ...
 
@@ -55,6 +68,30 @@ def _camera(value: object) -> str | None:
     return "'camera' must be a camera name (letters, digits, '-', '_') or null"
 
 
+def _label(value: object) -> str | None:
+    if value is None or (isinstance(value, str) and LABEL_RE.match(value)):
+        return None
+    return "'label' must be a class folder name (letters, digits, '_', '-', '.'; up to 64) or null"
+
+
+def _integer(name: str, low: int, high: int) -> Callable[[object], str | None]:
+    def check(value: object) -> str | None:
+        if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+            return None
+        return f"{name!r} must be a whole number from {low} to {high}"
+
+    return check
+
+
+def _number(name: str, low: float, high: float) -> Callable[[object], str | None]:
+    def check(value: object) -> str | None:
+        if isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high:
+            return None
+        return f"{name!r} must be a number from {low:g} to {high:g}"
+
+    return check
+
+
 def _boolean(name: str) -> Callable[[object], str | None]:
     def check(value: object) -> str | None:
         return None if isinstance(value, bool) else f"{name!r} must be true or false"
@@ -71,9 +108,10 @@ class CommandSpec:
     summary: str
     # argument name -> its check; "id" (the request id) is allowed for every command
     arguments: Mapping[str, Callable[[object], str | None]]
-    # runs on the main thread; returns the reply's `result`, or raises ValueError for a
-    # request the target refuses (the message goes into the error reply)
-    handler: Callable[[CommandTarget, Mapping[str, Any]], Mapping[str, Any]]
+    # runs on the main thread; returns the reply's `result` (or a `Pending` one, replied to
+    # when it is done), or raises ValueError for a request the target refuses (the message
+    # goes into the error reply)
+    handler: Callable[[CommandTarget, Mapping[str, Any]], Mapping[str, Any] | Pending]
 
 
 def _pause(target: CommandTarget, args: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -90,6 +128,15 @@ def _snapshot(target: CommandTarget, args: Mapping[str, Any]) -> Mapping[str, An
     camera = args.get("camera")
     target.snapshot(camera)
     return {"camera": camera}
+
+
+def _collect(target: CommandTarget, args: Mapping[str, Any]) -> Pending:
+    camera = args.get("camera")
+    if camera is None:
+        raise ValueError("'camera' is required: which camera's frames to save")
+    return target.collect(
+        camera, args.get("label"), args.get("count", 10), float(args.get("interval_s", 1.0))
+    )
 
 
 def _reload(target: CommandTarget, _args: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -122,6 +169,19 @@ COMMANDS: Mapping[str, CommandSpec] = MappingProxyType(
             ),
             CommandSpec(
                 "reload", "re-read the config file and apply it", MappingProxyType({}), _reload
+            ),
+            CommandSpec(
+                "collect",
+                "save a camera's next frames into the dataset folder (replies when done)",
+                MappingProxyType(
+                    {
+                        "camera": _camera,
+                        "label": _label,
+                        "count": _integer("count", 1, 1000),
+                        "interval_s": _number("interval_s", 0.05, 3600),
+                    }
+                ),
+                _collect,
             ),
             CommandSpec("status", "the status payload", MappingProxyType({}), _status),
         )
@@ -215,8 +275,8 @@ def error_reply(error: CommandError) -> dict[str, Any]:
 # ---- running (main thread) -------------------------------------------------------------------
 
 
-def execute(command: Command, target: CommandTarget) -> dict[str, Any]:
-    """Run one command against the target; always a reply, never raises."""
+def execute(command: Command, target: CommandTarget) -> dict[str, Any] | Pending:
+    """Run one command against the target: a reply (or a `Pending` one); never raises."""
     rid = command.request_id
     try:
         result = COMMANDS[command.name].handler(target, command.args)
@@ -227,6 +287,18 @@ def execute(command: Command, target: CommandTarget) -> dict[str, Any]:
         return reply_payload(
             command.name, ok=False, request_id=rid, error=f"{type(error).__name__}: {error}"
         )
+    if not isinstance(result, Mapping):
+        return result  # Pending: the daemon replies with `pending_reply` when it is done
+    return reply_payload(command.name, ok=True, request_id=rid, result=result)
+
+
+def pending_reply(command: Command, pending: Pending, result: Mapping[str, Any]) -> dict[str, Any]:
+    """The reply to a command whose result came later."""
+    rid = command.request_id
+    if pending.error is not None:
+        saved = result.get("saved")
+        error = pending.error if saved is None else f"{pending.error} ({saved} saved)"
+        return reply_payload(command.name, ok=False, request_id=rid, error=error)
     return reply_payload(command.name, ok=True, request_id=rid, result=result)
 
 

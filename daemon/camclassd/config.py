@@ -299,6 +299,35 @@ class HomeAssistantConfig(Section):
     )
 
 
+class CollectConfig(Section):
+    dir: Path = Field(
+        default=Path("/var/lib/camclassd/dataset"),
+        description="Where collected examples go: DIR/CAMERA/LABEL/ (or _unlabelled/), the "
+        "model's view and, where the source has it, the full image in _full/. " + RELATIVE_PATHS,
+    )
+    max_files: int = Field(
+        default=1000, ge=1, le=1_000_000, description="The dataset's file budget."
+    )
+    max_mib: float = Field(
+        default=200.0, gt=0, le=1_000_000, description="The dataset's size budget in MiB."
+    )
+    auto: bool = Field(
+        default=False,
+        description="Save examples worth labelling by itself: frames where the model is "
+        "unsure (top-1 below auto_below) or where the stable label changed; the newest "
+        "unlabelled ones are kept when the budget is full.",
+    )
+    auto_below: float = fraction(
+        0.5, "With auto: a frame whose top-1 score is below this is saved."
+    )
+    auto_every_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=86_400,
+        description="With auto: at most one example per camera this often.",
+    )
+
+
 class MetricsConfig(Section):
     interval_s: float = Field(
         default=10.0, gt=0, le=3600, description="How often metrics are published."
@@ -351,6 +380,10 @@ class Config(Section):
     mqtt: MQTTConfig = Field(default_factory=MQTTConfig, description="The MQTT broker.")
     homeassistant: HomeAssistantConfig = Field(
         default_factory=HomeAssistantConfig, description="Home Assistant discovery."
+    )
+    collect: CollectConfig = Field(
+        default_factory=CollectConfig,
+        description="Examples for training your own classes (the `collect` command, auto).",
     )
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Metrics.")
     prometheus: PrometheusConfig = Field(

@@ -149,7 +149,10 @@ def resolve_paths(config: Config, config_dir: Path) -> Config:
     mqtt = config.mqtt.model_copy(
         update={"password_file": opt(config.mqtt.password_file), "tls": tls}
     )
-    return config.model_copy(update={"cameras": camera_tables, "model": model, "mqtt": mqtt})
+    collect = config.collect.model_copy(update={"dir": absolute(config.collect.dir)})
+    return config.model_copy(
+        update={"cameras": camera_tables, "model": model, "mqtt": mqtt, "collect": collect}
+    )
 
 
 def _jsonable(value: Any) -> Any:

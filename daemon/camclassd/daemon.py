@@ -21,7 +21,17 @@ from types import FrameType
 from typing import Any
 
 from camclassd import __version__
-from camclassd.commands import Command, CommandInbox, Request, answer, execute, refusal
+from camclassd.collect import CollectJob, DatasetSink
+from camclassd.commands import (
+    Command,
+    CommandInbox,
+    Pending,
+    Request,
+    answer,
+    execute,
+    pending_reply,
+    refusal,
+)
 from camclassd.config import Config
 from camclassd.configfile import load_config_and_secrets
 from camclassd.endpoint import MetricsEndpoint
@@ -83,6 +93,7 @@ class Daemon:
         self.paused = False
         self._previous_handlers: dict[int, Any] = {}
         self._runtime: Runtime | None = None
+        self._pending: list[tuple[Pending, Request]] = []  # commands replied to when done
 
     @property
     def runtime(self) -> Runtime:
@@ -155,6 +166,7 @@ class Daemon:
             if healthy:
                 self.notifier.watchdog()
             self.notifier.status(self._status_line(healthy))
+            self._answer_pending(now)
             if now >= next_metrics:
                 next_metrics = now + rt.config.metrics.interval_s
                 self._publish_metrics()
@@ -176,23 +188,42 @@ class Daemon:
     def _serve_request(self, request: Request) -> None:
         """Run one command; queued reloads are served by a single reload."""
         if request.command.name != "reload":
-            answer(request.respond, execute(request.command, self))
+            reply = execute(request.command, self)
+            if isinstance(reply, dict):
+                answer(request.respond, reply)
+            else:
+                self._pending.append((reply, request))  # answered by _answer_pending
             return
         reloads = [request]
         others: list[Request] = []
         while (more := self.inbox.take_nowait()) is not None:
             (reloads if more.command.name == "reload" else others).append(more)
         reply = execute(request.command, self)
+        assert isinstance(reply, dict)  # a reload is answered at once
         for waiting in reloads:
             answer(waiting.respond, {**reply, "id": waiting.command.request_id})
         for other in others:
             self._serve_request(other)
+
+    def _answer_pending(self, now: float) -> None:
+        """Reply to the commands whose results came in (collect jobs done or timed out)."""
+        still: list[tuple[Pending, Request]] = []
+        for pending, request in self._pending:
+            result = pending.poll(now)
+            if result is None:
+                still.append((pending, request))
+            else:
+                answer(request.respond, pending_reply(request.command, pending, result))
+        self._pending = still
 
     def _shutdown(self, rt: Runtime) -> None:
         self.notifier.stopping()
         # Commands that arrive from now on, and those still waiting, are refused at once.
         for request in self.inbox.close(REFUSED_WHILE_STOPPING):
             answer(request.respond, refusal(request.command, REFUSED_WHILE_STOPPING))
+        for _, request in self._pending:
+            answer(request.respond, refusal(request.command, REFUSED_WHILE_STOPPING))
+        self._pending = []
         started = time.monotonic()
         if not rt.pipeline.stop(rt.config.pipeline.stop_timeout_s):
             log.warning("some pipeline threads did not stop within the deadline")
@@ -243,7 +274,13 @@ class Daemon:
             return Engine(model.path, model.labels, num_threads=threads, delegate=model.delegate)
 
         pipeline = Pipeline(
-            config, engine_factory, sinks, metrics, self.config_dir, first_seq=first_seq
+            config,
+            engine_factory,
+            sinks,
+            metrics,
+            self.config_dir,
+            first_seq=first_seq,
+            samples=DatasetSink(config.collect).write,
         )
         if self.paused:
             pipeline.pause()  # before start: not one frame classified while paused
@@ -309,6 +346,18 @@ class Daemon:
         else:
             rt.pipeline.resume()
         self._republish_status()
+
+    def collect(self, camera: str, label: str | None, count: int, interval_s: float) -> CollectJob:
+        job = CollectJob(camera, label, count, interval_s)
+        self.runtime.pipeline.collect(job)  # ValueError for an unknown camera
+        log.info(
+            "collecting %d frames of %s into %s (%s)",
+            count,
+            camera,
+            self.runtime.config.collect.dir,
+            label or "unlabelled",
+        )
+        return job
 
     def snapshot(self, camera: str | None) -> None:
         self.runtime.pipeline.request_snapshot(camera)  # ValueError for an unknown camera

@@ -32,6 +32,7 @@ from typing import Protocol
 import numpy as np
 
 from camclassd.cameras import open_source
+from camclassd.collect import AutoCollect, CollectJob, CollectPolicy, Sample
 from camclassd.config import CameraConfig, Config
 from camclassd.errors import SourceError
 from camclassd.frame import Frame
@@ -87,8 +88,11 @@ class Pipeline:
         reconnect_min_s: float = 0.5,
         reconnect_max_s: float = 30.0,
         first_seq: Mapping[str, int] | None = None,
+        samples: Callable[[Sample], None] | None = None,
     ) -> None:
         self.config = config
+        self._samples = samples  # where collected examples are written (the sinks' thread)
+        self._auto_collect = AutoCollect(config.collect)
         # Sequence numbers carry on across a reload, so a subscriber can still spot gaps.
         self._first_seq = dict(first_seq or {})
         self.metrics = metrics
@@ -146,6 +150,7 @@ class Pipeline:
             on_published=self.metrics.published,
             on_drop=lambda camera: self.metrics.dropped(camera, "sink_full"),
             on_error=self.metrics.error,
+            samples=self._samples,
         )
         self._captures_running = len(self._cameras)
         self._workers_running = len(engines)
@@ -209,6 +214,14 @@ class Pipeline:
         for state in self._cameras.values():
             if camera is None or state.name == camera:
                 state.snapshots.request()
+
+    def collect(self, job: CollectJob) -> None:
+        """Save the camera's next `job.count` frames, one every `job.interval_s`."""
+        if job.camera not in self._cameras:
+            raise ValueError(f"unknown camera {job.camera!r}; cameras: {', '.join(self._cameras)}")
+        if self._samples is None:
+            raise ValueError("collecting is not set up in this daemon")
+        self._cameras[job.camera].collect.add(job)
 
     def wait_delivered(self, timeout: float) -> bool:
         """Wait until the sinks have everything classified so far (tests, --max-frames)."""
@@ -342,6 +355,9 @@ class Pipeline:
             self.metrics.dropped(camera.name, "bad_frame")
             return
         t_preprocessed = time.monotonic()
+        jobs = camera.collect.claim(t_captured)
+        if jobs:  # the `collect` command: what the model sees, and the full image
+            self._submit_sample(camera, capture, view, tuple(jobs))
         # A due snapshot is classified whatever the stage says: its image needs its top-k.
         snapshot = camera.snapshots.claim(t_captured)
         admitted = snapshot or camera.stage.admit(
@@ -371,6 +387,16 @@ class Pipeline:
             self.metrics.dropped(camera.name, "queue_full" if lost is not frame else "shutdown")
             if lost.image is not None:
                 camera.snapshots.rearm()
+
+    def _submit_sample(
+        self, camera: _Camera, capture: Capture, view: np.ndarray, jobs: tuple[CollectJob, ...]
+    ) -> None:
+        fanout = self._fanout
+        assert fanout is not None  # started before any capture thread
+        full = capture.full if capture.full is not None else capture.pixels
+        fanout.submit(
+            Sample(camera.name, camera.seq, np.array(view), np.array(full), jobs[0].label, jobs)
+        )
 
     def _reopen(self, camera: _Camera) -> bool:
         backoff = Backoff(*self._backoff)
@@ -485,6 +511,9 @@ class Pipeline:
                 fanout.submit(
                     Snapshot(frame.camera, frame.seq, frame.wall_time, frame.image, result.top)
                 )
+            if self._samples is not None and self._auto_collect.wants(result, frame.t_published):
+                # [collect] auto: unsure, or a new stable label: worth labelling.
+                fanout.submit(Sample(frame.camera, frame.seq, frame.pixels, frame.image, None))
 
     # ==== helpers ==============================================================================
 
@@ -514,6 +543,7 @@ class Pipeline:
                 policy=PublishPolicy(settings.publish, settings.max_rate_hz),
             ),
             snapshots=SnapshotPolicy(snapshot_interval),
+            collect=CollectPolicy(),
             seq=self._first_seq.get(name, 0),
         )
 
@@ -549,6 +579,7 @@ class _Camera:
     drop_oldest: bool
     results: ResultProcessor
     snapshots: SnapshotPolicy
+    collect: CollectPolicy
     lock: threading.Lock = field(default_factory=threading.Lock)
     seq: int = 0
     opened: bool = False

@@ -23,6 +23,7 @@ RULES: Mapping[str, Rule] = MappingProxyType(
         "model": "pipeline",
         "pipeline": "pipeline",
         "mqtt.snapshot_interval_s": "pipeline",  # the per-camera snapshot policy
+        "collect": "pipeline",  # the dataset writer and automatic collection
         "mqtt.enabled": "restart",
         "device": "session",  # the device id is in every topic and the client id
         "mqtt.host": "session",

@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol, TextIO
 
+from camclassd.collect import Sample
 from camclassd.mqtt.payloads import classification_payload
 from camclassd.results import Classification
 from camclassd.snapshots import Snapshot
@@ -71,7 +72,7 @@ class JsonLinesSink:
                     self._gone = True
 
 
-Item = Classification | Snapshot
+Item = Classification | Snapshot | Sample
 
 
 class FanOut:
@@ -92,8 +93,10 @@ class FanOut:
         on_published: Callable[[str], None] = lambda camera: None,
         on_drop: Callable[[str], None] = lambda camera: None,
         on_error: Callable[[str], None] = lambda camera: None,
+        samples: Callable[[Sample], None] | None = None,
     ) -> None:
         self._sinks = tuple(sinks)  # owned by the caller: never closed here
+        self._samples = samples  # where collected examples go (the dataset writer)
         self._capacity = capacity
         self._on_published = on_published
         self._on_drop = on_drop
@@ -112,15 +115,15 @@ class FanOut:
                 self._on_drop(item.camera)
                 return
             if len(self._items) >= self._capacity:
-                self._on_drop(self._evict().camera)
+                self._dropped(self._evict())
             self._items.append(item)
             self._cond.notify()
 
     def _evict(self) -> Item:
-        """The oldest result; a snapshot only when nothing else is queued (snapshots are rare
-        and asked for: a slow sink should lose a result first)."""
+        """The oldest result; a snapshot or sample only when nothing else is queued (they are
+        rare and asked for: a slow sink should lose a result first)."""
         for index, queued in enumerate(self._items):
-            if not isinstance(queued, Snapshot):
+            if isinstance(queued, Classification):
                 del self._items[index]
                 return queued
         return self._items.popleft()
@@ -135,7 +138,7 @@ class FanOut:
         if self._thread.is_alive():
             with self._cond:
                 while self._items:
-                    self._on_drop(self._items.popleft().camera)
+                    self._dropped(self._items.popleft())
             self._thread.join(CLOSE_GRACE_S)  # the item a sink is busy with
         return not self._thread.is_alive()
 
@@ -166,7 +169,16 @@ class FanOut:
                     self._busy = False
                     self._cond.notify_all()
 
+    def _dropped(self, item: Item) -> None:
+        self._on_drop(item.camera)
+        if isinstance(item, Sample):
+            for job in item.jobs:
+                job.lost()
+
     def _deliver(self, item: Item) -> None:
+        if isinstance(item, Sample):
+            self._deliver_sample(item)
+            return
         delivered = False
         for index, sink in enumerate(self._sinks):
             try:
@@ -181,7 +193,16 @@ class FanOut:
         if delivered and isinstance(item, Classification):
             self._on_published(item.camera)
 
-    def _log_failure(self, index: int, sink: Sink, item: Item) -> None:
+    def _deliver_sample(self, sample: Sample) -> None:
+        if self._samples is None:
+            return
+        try:
+            self._samples(sample)
+        except Exception:  # automatic collection failing (a full disk) must not stop anything
+            self._on_error(sample.camera)
+            self._log_failure(-1, None, sample)
+
+    def _log_failure(self, index: int, sink: Sink | None, item: Item) -> None:
         # A sink that fails on every frame would flood the journal: one traceback, then a
         # line at most every SINK_LOG_INTERVAL_S (the errors counter has the exact count).
         now = time.monotonic()
@@ -189,7 +210,7 @@ class FanOut:
         if last is not None and now - last < SINK_LOG_INTERVAL_S:
             return
         self._logged[index] = now
-        name = type(sink).__name__
+        name = type(sink).__name__ if sink is not None else "dataset"
         fields = {"camera": item.camera, "seq": item.seq, "stage": "publish"}
         if last is None:
             log.exception("sink %s failed on %s #%d", name, item.camera, item.seq, extra=fields)
