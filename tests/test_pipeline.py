@@ -674,3 +674,38 @@ def test_a_slow_sink_never_slows_inference(running: list[Pipeline]) -> None:
     assert received <= 6 and slow >= 2 * received + 2, (slow, received)
     assert slow >= 0.5 * fast, (slow, fast)
     assert metrics.counters()["dropped"] > 0  # the sink's queue overflowed, counted
+
+
+def test_a_camera_with_a_model_of_its_own(running: list[Pipeline]) -> None:
+    """`[cameras.NAME] model`: that camera's frames go to its model's workers, the others to
+    [model]'s; each result names the model that made it; cameras on one model share it."""
+    float_model = MODELS / "efficientnet_lite0_float32.tflite"
+    config = make_config(
+        {
+            "a": golden_images(loop=True),
+            "b": golden_images(loop=True),
+            "own": {**golden_images(loop=True), "model": str(float_model), "labels": str(LABELS)},
+        }
+    )
+    loaded: list[str] = []
+
+    def factory(path: Path = UINT8_MODEL, labels: Path = LABELS) -> Engine:
+        loaded.append(path.name)
+        return Engine(path, labels, num_threads=1)
+
+    sink = Collect()
+    pipeline = Pipeline(config, factory, [sink], Metrics(), SAMPLES)
+    running.append(pipeline)
+    pipeline.start()
+    assert sorted(loaded) == sorted([UINT8_MODEL.name, float_model.name])  # one worker each
+    assert pipeline.labels == ()  # two models: no one label set for Home Assistant
+    assert wait_until(lambda: {r.camera for r in list(sink.results)} == {"a", "b", "own"})
+    assert pipeline.stop(5.0)
+    models = {(r.camera, r.model) for r in sink.results}
+    assert models == {
+        ("a", "efficientnet_lite0_uint8"),
+        ("b", "efficientnet_lite0_uint8"),
+        ("own", "efficientnet_lite0_float32"),
+    }
+    for result in sink.results:  # both models see the same golden photos right
+        assert result.top[0].label in set().union(*GOLDEN.values()), result

@@ -131,7 +131,10 @@ def resolve_paths(config: Config, config_dir: Path) -> Config:
         return None if path is None else absolute(path)
 
     camera_tables = {
-        name: cameras.absolute_paths(camera, absolute) for name, camera in config.cameras.items()
+        name: cameras.absolute_paths(camera, absolute).model_copy(
+            update={"model": opt(camera.model), "labels": opt(camera.labels)}
+        )
+        for name, camera in config.cameras.items()
     }
     model = config.model.model_copy(
         update={
@@ -214,7 +217,9 @@ def summarise(config: Config) -> str:
         state = "" if camera.enabled else ", disabled"
         lines.append(
             f"  camera {camera_name}: {camera.type} {cameras.summary(camera)}, "
-            f"crop {camera.crop}, motion {_motion(camera)}{state}"
+            f"crop {camera.crop}, motion {_motion(camera)}"
+            + (f", model {camera.model}" if camera.model is not None else "")
+            + state
         )
     model = config.model
     missing = "" if model.path.exists() else " (file not found here)"

@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -270,8 +271,10 @@ class Daemon:
         model = config.model  # load_config made its paths absolute
         threads = resolve_threads(config)  # "auto": planned for the cores and the sources
 
-        def engine_factory() -> Engine:
-            return Engine(model.path, model.labels, num_threads=threads, delegate=model.delegate)
+        def engine_factory(path: Path = model.path, labels: Path = model.labels) -> Engine:
+            # A camera's own model (`[cameras.NAME] model`) runs as [model] says: same threads,
+            # same delegate.
+            return Engine(path, labels, num_threads=threads, delegate=model.delegate)
 
         pipeline = Pipeline(
             config,

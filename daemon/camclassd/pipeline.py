@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from camclassd.gate import make_stage
 from camclassd.gate_config import camera_is_live
 from camclassd.metrics import Metrics
 from camclassd.preprocess import Preprocessor
+from camclassd.queues import FrameQueues
 from camclassd.results import Classification, LabelTracker, PublishPolicy, ResultProcessor
 from camclassd.sinks import CLOSE_GRACE_S, FanOut, Sink
 from camclassd.snapshots import Snapshot, SnapshotPolicy
@@ -52,6 +52,17 @@ log = logging.getLogger(__name__)
 SourceFactory = Callable[[str, CameraConfig], Source]
 StageFactory = Callable[[str, CameraConfig], Stage]
 SINK_QUEUE = 64  # results and snapshots waiting for the sinks, all cameras together
+
+
+ModelFiles = tuple[Path, Path]  # a camera's own model and labels
+
+
+def own_model(camera: CameraConfig) -> ModelFiles | None:
+    """The camera's own model and labels (labels default to MODEL.txt beside it), or None
+    for the config's `[model]`."""
+    if camera.model is None:
+        return None
+    return camera.model, camera.labels or camera.model.with_suffix(".txt")
 
 
 class InferenceEngine(Protocol):
@@ -78,7 +89,8 @@ class Pipeline:
     def __init__(
         self,
         config: Config,
-        engine_factory: Callable[[], InferenceEngine],
+        # () -> the [model] engine; (model, labels) -> a camera's own model's
+        engine_factory: Callable[..., InferenceEngine],
         sinks: Sequence[Sink],
         metrics: Metrics,
         config_dir: Path,
@@ -107,7 +119,6 @@ class Pipeline:
         self._stage_factory = stage_factory
         self._backoff = (reconnect_min_s, reconnect_max_s)
         self._cameras: dict[str, _Camera] = {}
-        self._queues = FrameQueues()
         self._stopping = threading.Event()  # sources stop; workers drain what is queued
         self._abort = threading.Event()  # past the stop deadline: discard instead of draining
         self._paused = threading.Event()
@@ -128,13 +139,26 @@ class Pipeline:
         (a camera that fails alone is retried in its thread), so `run` exits 69 at once.
         """
         settings = self.config.pipeline
-        engines = [self._engine_factory() for _ in range(settings.workers)]
-        self.labels = tuple(engines[0].labels)
-        self._cameras = {
-            name: self._make_camera(name, camera, engines[0])
-            for name, camera in self.config.cameras.items()
-            if camera.enabled
-        }
+        # Workers are per model: cameras on the same model share them (and batch together),
+        # a camera with a model of its own (a state model for one view) gets its own.
+        by_model: dict[ModelFiles | None, list[str]] = {}
+        for name, spec in self.config.cameras.items():
+            if spec.enabled:
+                by_model.setdefault(own_model(spec), []).append(name)
+        engines: list[tuple[InferenceEngine, FrameQueues]] = []
+        for key, names in by_model.items():
+            queues = FrameQueues()
+            models = [
+                self._engine_factory() if key is None else self._engine_factory(*key)
+                for _ in range(settings.workers)
+            ]
+            engines += [(engine, queues) for engine in models]
+            for name in names:
+                self._cameras[name] = self._make_camera(
+                    name, self.config.cameras[name], models[0], queues
+                )
+        # One model for every camera: its labels (Home Assistant's enum options, events).
+        self.labels = tuple(engines[0][0].labels) if len(by_model) == 1 else ()
         failures = [self._first_open(camera) for camera in self._cameras.values()]
         if all(failures):
             for camera in self._cameras.values():
@@ -143,7 +167,7 @@ class Pipeline:
         started = time.monotonic()
         for camera in self._cameras.values():
             camera.last_alive = started
-            self._queues.add(camera.name, settings.queue_size)
+            camera.queues.add(camera.name, settings.queue_size)
         self._fanout = FanOut(
             self._sinks,
             capacity=SINK_QUEUE,
@@ -156,8 +180,8 @@ class Pipeline:
         self._workers_running = len(engines)
         for camera in self._cameras.values():
             self._captures.append(self._spawn(f"capture-{camera.name}", self._capture, camera))
-        for index, engine in enumerate(engines):
-            self._workers.append(self._spawn(f"infer-{index}", self._infer, index, engine))
+        for index, (engine, queues) in enumerate(engines):
+            self._workers.append(self._spawn(f"infer-{index}", self._infer, index, engine, queues))
 
     def stop(self, timeout: float) -> bool:
         """Stop the sources, classify and deliver what is in flight, join every thread by the
@@ -165,13 +189,14 @@ class Pipeline:
         deadline are discarded and counted as dropped ("shutdown")."""
         deadline = time.monotonic() + timeout
         self._stopping.set()  # `paused` is kept: a reload carries it over to the next pipeline
-        self._queues.close()  # wakes producers blocked on a full queue; workers drain, then end
+        self._close_queues()  # wakes producers blocked on a full queue; workers drain, then end
         for thread in self._captures + self._workers:
             thread.join(max(0.0, deadline - time.monotonic()))
         if any(thread.is_alive() for thread in self._workers):
             self._abort.set()
-        for camera, frames in self._queues.discard().items():
-            self.metrics.dropped(camera, "shutdown", frames)
+        for queues in self._all_queues():
+            for camera, frames in queues.discard().items():
+                self.metrics.dropped(camera, "shutdown", frames)
         sinks_done = self._fanout is None or self._fanout.close(
             max(0.0, deadline - time.monotonic() - CLOSE_GRACE_S)
         )
@@ -258,7 +283,7 @@ class Pipeline:
 
     def queue_depths(self) -> dict[str, int]:
         """Frames waiting for inference, per camera."""
-        return self._queues.depth()
+        return {name: depth for q in self._all_queues() for name, depth in q.depth().items()}
 
     @property
     def last_alive(self) -> float:
@@ -382,7 +407,7 @@ class Pipeline:
         if snapshot:
             # The source's full-size image where it has one; a copy: it may reuse its buffer.
             frame.image = np.array(capture.full if capture.full is not None else capture.pixels)
-        lost = self._queues.put(frame, drop_oldest=camera.drop_oldest)
+        lost = camera.queues.put(frame, drop_oldest=camera.drop_oldest)
         if lost is not None:
             self.metrics.dropped(camera.name, "queue_full" if lost is not frame else "shutdown")
             if lost.image is not None:
@@ -415,15 +440,24 @@ class Pipeline:
             self._captures_running -= 1
             last = self._captures_running == 0
         if last:
-            self._queues.close()  # every source ended: workers drain the queues and end
+            self._close_queues()  # every source ended: workers drain the queues and end
+
+    def _all_queues(self) -> list[FrameQueues]:
+        return list(
+            {id(camera.queues): camera.queues for camera in self._cameras.values()}.values()
+        )
+
+    def _close_queues(self) -> None:
+        for queues in self._all_queues():
+            queues.close()
 
     # ==== 2. inference: workers shared by all cameras ===========================================
 
-    def _infer(self, index: int, engine: InferenceEngine) -> None:
+    def _infer(self, index: int, engine: InferenceEngine, queues: FrameQueues) -> None:
         settings = self.config.pipeline
         max_wait = settings.max_batch_wait_ms / 1000.0
         try:
-            while batch := self._queues.take(settings.batch_size, max_wait):
+            while batch := queues.take(settings.batch_size, max_wait):
                 if self._abort.is_set():
                     for frame in batch:
                         self.metrics.dropped(frame.camera, "shutdown")
@@ -517,7 +551,9 @@ class Pipeline:
 
     # ==== helpers ==============================================================================
 
-    def _make_camera(self, name: str, camera: CameraConfig, engine: InferenceEngine) -> _Camera:
+    def _make_camera(
+        self, name: str, camera: CameraConfig, engine: InferenceEngine, queues: FrameQueues
+    ) -> _Camera:
         settings = self.config.pipeline
         source = self._source_factory(name, camera)
         policy = settings.drop_policy
@@ -544,6 +580,7 @@ class Pipeline:
             ),
             snapshots=SnapshotPolicy(snapshot_interval),
             collect=CollectPolicy(),
+            queues=queues,
             seq=self._first_seq.get(name, 0),
         )
 
@@ -580,96 +617,12 @@ class _Camera:
     results: ResultProcessor
     snapshots: SnapshotPolicy
     collect: CollectPolicy
+    queues: FrameQueues  # its model's: shared by the cameras on that model
     lock: threading.Lock = field(default_factory=threading.Lock)
     seq: int = 0
     opened: bool = False
     ended: bool = False
     last_alive: float = 0.0  # monotonic: the newest frame skipped by the stage or classified
-
-
-class FrameQueues:
-    """One bounded deque per camera behind one condition variable.
-
-    `put` either evicts the camera's oldest frame (drop_oldest) or waits for room (block);
-    `take` returns up to n frames round-robin across cameras, waiting at most `max_wait`
-    after the first for the batch to fill. After close(), puts are refused and takes drain
-    what is left, then return [].
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._queues: dict[str, deque[Frame]] = {}
-        self._limits: dict[str, int] = {}
-        self._order: list[str] = []
-        self._next = 0
-        self._closed = False
-
-    def add(self, camera: str, size: int) -> None:
-        with self._cond:
-            self._queues[camera] = deque()
-            self._limits[camera] = size
-            self._order.append(camera)
-
-    def put(self, frame: Frame, *, drop_oldest: bool) -> Frame | None:
-        """Queue a frame; returns the frame that was lost (evicted, or this one if closed)."""
-        with self._cond:
-            queue, limit = self._queues[frame.camera], self._limits[frame.camera]
-            while not drop_oldest and len(queue) >= limit and not self._closed:
-                self._cond.wait()
-            if self._closed:
-                return frame
-            lost = queue.popleft() if len(queue) >= limit else None
-            queue.append(frame)
-            self._cond.notify_all()
-            return lost
-
-    def take(self, n: int, max_wait: float) -> list[Frame]:
-        with self._cond:
-            while not self._any():
-                if self._closed:
-                    return []
-                self._cond.wait()
-            batch = [self._pop()]
-            deadline = time.monotonic() + max_wait
-            while len(batch) < n:
-                if self._any():
-                    batch.append(self._pop())
-                    continue
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._closed:
-                    break
-                self._cond.wait(remaining)
-            self._cond.notify_all()  # room for producers blocked on a full queue
-            return batch
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    def discard(self) -> dict[str, int]:
-        """Empty every queue; returns how many frames each camera lost."""
-        with self._cond:
-            lost = {name: len(queue) for name, queue in self._queues.items() if queue}
-            for queue in self._queues.values():
-                queue.clear()
-            self._cond.notify_all()
-            return lost
-
-    def depth(self) -> dict[str, int]:
-        with self._cond:
-            return {name: len(queue) for name, queue in self._queues.items()}
-
-    def _any(self) -> bool:
-        return any(self._queues.values())
-
-    def _pop(self) -> Frame:
-        for _ in range(len(self._order)):
-            name = self._order[self._next % len(self._order)]
-            self._next += 1
-            if self._queues[name]:
-                return self._queues[name].popleft()
-        raise IndexError("take from empty queues")
 
 
 def luma_crop(preprocess: Preprocessor, capture: Capture) -> tuple[int, int, int, int]:

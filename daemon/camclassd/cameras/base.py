@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 
 from camclassd.constants import Crop, Interpolation
 from camclassd.gate_config import GateConfig
-from camclassd.schema import Section, cross_field_error
+from camclassd.schema import RELATIVE_PATHS, Section, cross_field_error
 
 if TYPE_CHECKING:
     from camclassd.sources.base import Source
@@ -44,6 +44,17 @@ class CameraBase(Section):
         "smoother on big downscales but costs 1-5 ms.",
     )
 
+    model: Path | None = Field(
+        default=None,
+        description="A model of this camera's own (a state model belongs to one view), e.g. "
+        "one `camclassd train` made; unset: [model] path. Cameras on the same model share "
+        "its workers. " + RELATIVE_PATHS,
+        examples=["/var/lib/camclassd/models/door/v1/door.tflite"],
+    )
+    labels: Path | None = Field(
+        default=None,
+        description="That model's labels; unset: MODEL.txt beside it. " + RELATIVE_PATHS,
+    )
     gate: GateConfig = Field(
         default_factory=GateConfig,
         description="The scene-change gate: classify when the view changes (docs/gate.md).",
