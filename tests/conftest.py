@@ -57,17 +57,19 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
 @pytest.fixture
 def service_factory() -> Iterator[Callable[..., MqttService]]:
     """Builds and starts services; stops every one at the end."""
-    made: list[MqttService] = []
+    made: list[tuple[MqttService, RecordingTarget]] = []
 
     def make(config: Config, target: Any = None, **kwargs: Any) -> MqttService:
-        service = MqttService(config, target or RecordingTarget(), **kwargs)
+        target = target or RecordingTarget()
+        service = MqttService(config, target.submit, **kwargs)
         service.start()
-        made.append(service)
+        made.append((service, target))
         return service
 
     yield make
-    for service in made:
+    for service, target in made:
         service.stop(timeout=1.0)
+        target.close()
 
 
 @pytest.fixture

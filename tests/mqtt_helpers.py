@@ -17,9 +17,13 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from camclassd.commands import CommandInbox, Request, answer, execute
+
 
 class RecordingTarget:
-    """A real CommandTarget that records what was asked of it."""
+    """A real CommandTarget that records what was asked of it, served like the daemon serves
+    it: requests come in through a real CommandInbox and run on one server thread of their own
+    (the daemon's main thread)."""
 
     def __init__(self, cameras: tuple[str, ...] = ("front", "back")) -> None:
         self.cameras = cameras
@@ -29,14 +33,28 @@ class RecordingTarget:
         self.reload_error: str | None = None
         self.reload_delay = 0.0
         self.reload_started = threading.Event()
+        self.inbox = CommandInbox()
+        self.served_on: set[str] = set()
+        self._server = threading.Thread(target=self._serve, name="test-main", daemon=True)
+        self._server.start()
 
-    def pause(self) -> None:
-        self.calls.append("pause")
-        self.paused = True
+    def submit(self, request: Request) -> None:
+        self.inbox.submit(request)
 
-    def resume(self) -> None:
-        self.calls.append("resume")
-        self.paused = False
+    def _serve(self) -> None:
+        while True:
+            request = self.inbox.take(timeout=None)
+            if request is None:
+                return
+            self.served_on.add(threading.current_thread().name)
+            answer(request.respond, execute(request.command, self))
+
+    def close(self) -> None:
+        self.inbox.wake()
+
+    def set_paused(self, paused: bool) -> None:
+        self.calls.append("pause" if paused else "resume")
+        self.paused = paused
 
     def snapshot(self, camera: str | None) -> None:
         if camera is not None and camera not in self.cameras:

@@ -27,6 +27,7 @@ import pytest
 from camclassd.config import Config
 from camclassd.errors import ConfigError
 from camclassd.mqtt.client import MqttService, read_password
+from camclassd.mqtt.session import reconnect_delay
 from camclassd.results import Classification, Prediction
 from tests.broker import KEEP_USER, Mosquitto, free_port
 from tests.mqtt_helpers import RecordingTarget, Subscriber
@@ -84,7 +85,7 @@ TOP3 = (
 )
 
 
-def make_result(camera: str = "front", seq: int = 0, image: Any = None) -> Classification:
+def make_result(camera: str = "front", seq: int = 0) -> Classification:
     return Classification(
         camera=camera,
         seq=seq,
@@ -94,7 +95,6 @@ def make_result(camera: str = "front", seq: int = 0, image: Any = None) -> Class
         stable_label="tabby",
         changed=seq == 0,
         latency_ms={"capture_to_publish": 14.2, "queue": 0.4, "preprocess": 0.9, "inference": 11.8},
-        image=image,
     )
 
 
@@ -240,7 +240,7 @@ def test_last_will_offline_when_the_connection_dies(
     service = service_factory(config)
     assert sub.wait_for(topic_is(topic)).payload == b"online"
     # Simulate a process that died: the TCP connection ends without a DISCONNECT packet.
-    sock = service._client.socket()
+    sock = service._session.client.socket()
     assert isinstance(sock, socket.socket)
     sock.shutdown(socket.SHUT_RDWR)
     will = sub.wait_for(topic_is(topic))
@@ -257,7 +257,7 @@ def test_nagle_is_off_on_the_connection(
     broker's delayed ACK (scripts/measure_service.py showed it as a p99 of 35-42 ms)."""
     service = service_factory(make_config(broker.port))
     assert wait_until(lambda: service.connected)
-    sock = service._client.socket()
+    sock = service._session.client.socket()
     assert isinstance(sock, socket.socket)
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
@@ -362,7 +362,15 @@ def _outage(
 
     Returns the seqs received, the service counters and the reconnect time in seconds.
     """
-    config = make_config(broker.port, buffer_size=buffer_size, qos_results=qos)
+    # A fixed 0.5 s retry, so the test's subscriber is back on the broker before the service
+    # flushes its store to it (a flush to nobody would be lost: results are not retained).
+    config = make_config(
+        broker.port,
+        buffer_size=buffer_size,
+        qos_results=qos,
+        reconnect_min_s=0.5,
+        reconnect_max_s=0.5,
+    )
     device = config.device.resolved_id
     topic = f"camclassd/{device}/front/classification"
     service = service_factory(config)
@@ -631,4 +639,41 @@ def test_tls_verifies_the_host_name_unless_insecure(
 def test_tls_missing_ca_file_is_a_config_error(tmp_path: Path) -> None:
     config = make_config(1883, tls={"enabled": True, "ca_file": str(tmp_path / "nope.crt")})
     with pytest.raises(ConfigError, match=r"mqtt\.tls"):
-        MqttService(config, RecordingTarget())
+        MqttService(config, RecordingTarget().submit)
+
+
+# ---- reconnect backoff ----------------------------------------------------------------------
+
+
+def test_reconnect_delay_doubles_to_the_cap_with_jitter() -> None:
+    delays = [reconnect_delay(n, 1.0, 4.0, 0.999) for n in range(8)]
+    assert delays[:3] == pytest.approx([1.0, 2.0, 4.0], rel=1e-3)
+    assert max(delays) <= 4.0  # never beyond the cap, however long the outage
+    assert all(reconnect_delay(n, 1.0, 4.0, draw) >= 1.0 for n in range(40) for draw in (0, 0.5))
+    spread = {round(reconnect_delay(10, 1.0, 4.0, draw / 10), 2) for draw in range(10)}
+    assert len(spread) == 10 and min(spread) >= 2.0  # jitter: a fleet does not move in step
+
+
+def test_first_result_within_5_s_after_a_long_outage(
+    broker: Mosquitto,
+    service_factory: Callable[..., MqttService],
+    subscribers: Callable[..., Subscriber],
+) -> None:
+    """With the default backoff (1 s doubling to 4 s), an outage long enough for the delay to
+    reach its cap: the first result reaches a subscriber within 5 s of the broker's return."""
+    config = make_config(broker.port, reconnect_min_s=1.0, reconnect_max_s=4.0)
+    topic = f"camclassd/{config.device.resolved_id}/front/classification"
+    service = service_factory(config)
+    assert wait_until(lambda: service.connected)
+    broker.stop()
+    assert wait_until(lambda: not service.connected)
+    time.sleep(8.0)  # 1 + 2 + 4: the delay has reached its cap
+    service.publish(make_result("front", 7))
+    broker.start()
+    returned = time.monotonic()
+    sub = subscribers(broker.port, [topic])
+    message = sub.wait_for(topic_is(topic), timeout=10)
+    waited = time.monotonic() - returned
+    print(f"[figures] first result {waited:.2f} s after an 8 s outage (reconnect_max_s 4)")
+    assert json.loads(message.payload)["seq"] == 7
+    assert waited <= 5.0

@@ -5,20 +5,30 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from camclassd.commands import (
+    COMMANDS,
+    Command,
+    CommandError,
+    error_reply,
+    execute,
+    parse_command,
+)
 from camclassd.mqtt.client import MqttService
-from camclassd.mqtt.commands import Command, CommandError, CommandHandler, parse_command
+from camclassd.snapshots import Snapshot, SnapshotPolicy
 from tests.broker import Mosquitto
 from tests.mqtt_helpers import RecordingTarget, Subscriber
 from tests.test_mqtt_client import (
@@ -44,10 +54,10 @@ def test_valid_commands_parse(name: str, body: bytes) -> None:
 
 
 def test_snapshot_takes_a_camera() -> None:
-    assert parse_command("snapshot", b'{"camera": "front"}', MAX) == Command(
-        "snapshot", None, "front"
-    )
-    assert parse_command("snapshot", b'{"camera": null, "id": 1}', MAX) == Command("snapshot", 1)
+    front = parse_command("snapshot", b'{"camera": "front"}', MAX)
+    assert isinstance(front, Command) and (front.camera, front.request_id) == ("front", None)
+    every = parse_command("snapshot", b'{"camera": null, "id": 1}', MAX)
+    assert isinstance(every, Command) and (every.camera, every.request_id) == (None, 1)
 
 
 @pytest.mark.parametrize(
@@ -102,35 +112,26 @@ def test_parser_never_raises_on_any_bytes(name: str, body: bytes) -> None:
 @settings(max_examples=2000, deadline=None)
 @given(
     name=names,
-    data=json_values | st.dictionaries(st.sampled_from(["id", "camera", "x"]), json_values),
+    data=json_values
+    | st.dictionaries(st.sampled_from(["id", "camera", "paused", "x"]), json_values),
 )
 def test_parser_never_raises_on_any_json(name: str, data: Any) -> None:
     body = json.dumps(data).encode()
     parsed = parse_command(name, body, MAX)
     assert isinstance(parsed, Command | CommandError)
     if isinstance(parsed, Command):
-        assert isinstance(data, dict) and set(data) <= {"id", "camera"}
+        assert isinstance(data, dict) and set(data) <= {"id", "camera", "paused"}
 
 
-# ---- the handler in-process ---------------------------------------------------------------------
+# ---- the command table in-process ---------------------------------------------------------------
 
 
-def run_handler(
-    handler: CommandHandler, name: str, body: bytes, timeout: float = 5.0
-) -> dict[str, Any]:
-    replies: list[dict[str, Any]] = []
-    done = threading.Event()
-
-    def respond(payload: dict[str, Any]) -> None:
-        replies.append(payload)
-        done.set()
-
-    handler.handle(name, body, respond)
-    assert done.wait(timeout)
-    time.sleep(0)  # let a second (wrong) reply show up if there were one
-    assert len(replies) == 1
-    validate(replies[0], "command-reply")
-    return replies[0]
+def run_command(target: RecordingTarget, name: str, body: bytes) -> dict[str, Any]:
+    """What a transport and the main thread do with one request: parse, then execute."""
+    parsed = parse_command(name, body, MAX)
+    reply = error_reply(parsed) if isinstance(parsed, CommandError) else execute(parsed, target)
+    validate(reply, "command-reply")
+    return reply
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -138,14 +139,16 @@ def run_handler(
     name=names,
     body=st.binary(max_size=200)
     | json_values.map(lambda v: json.dumps(v).encode())
-    | st.dictionaries(st.sampled_from(["id", "camera", "x"]), json_values).map(
+    | st.dictionaries(st.sampled_from(["id", "camera", "paused", "x"]), json_values).map(
         lambda v: json.dumps(v).encode()
     ),
 )
-def test_handler_answers_once_and_bad_input_changes_nothing(name: str, body: bytes) -> None:
+def test_every_request_gets_one_reply_and_bad_input_changes_nothing(name: str, body: bytes) -> None:
     target = RecordingTarget()
-    handler = CommandHandler(target, max_bytes=MAX)
-    reply = run_handler(handler, name, body)
+    try:
+        reply = run_command(target, name, body)
+    finally:
+        target.close()
     parsed = parse_command(name, body, MAX)
     if isinstance(parsed, CommandError):
         assert reply["ok"] is False and reply["error"]
@@ -153,45 +156,50 @@ def test_handler_answers_once_and_bad_input_changes_nothing(name: str, body: byt
     assert reply["command"] == name
 
 
-def test_handler_survives_a_target_that_raises() -> None:
+def test_a_target_that_raises_gets_an_error_reply() -> None:
     class Broken(RecordingTarget):
-        def pause(self) -> None:
+        def set_paused(self, paused: bool) -> None:
             raise RuntimeError("camera on fire")
 
         def status(self) -> dict[str, Any]:
             raise KeyError("status")
 
-    handler = CommandHandler(Broken(), max_bytes=MAX)
-    reply = run_handler(handler, "pause", b'{"id": 1}')
+    target = Broken()
+    reply = run_command(target, "pause", b'{"id": 1}')
     assert reply == {
         "ok": False,
         "command": "pause",
         "id": 1,
         "error": "RuntimeError: camera on fire",
     }
-    assert run_handler(handler, "status", b"")["ok"] is False
+    assert run_command(target, "status", b"")["ok"] is False
+    target.close()
 
 
 def test_unknown_camera_is_an_error_reply() -> None:
     target = RecordingTarget()
-    reply = run_handler(CommandHandler(target, max_bytes=MAX), "snapshot", b'{"camera": "nope"}')
+    reply = run_command(target, "snapshot", b'{"camera": "nope"}')
     assert reply["ok"] is False and "unknown camera 'nope'" in reply["error"]
     assert target.snapshots == []
+    target.close()
 
 
-def test_a_second_reload_while_one_runs_is_refused() -> None:
+def test_pause_takes_paused_false_to_resume_for_a_switch() -> None:
+    """One command topic for Home Assistant's switch: {"paused": true|false}."""
     target = RecordingTarget()
-    target.reload_delay = 0.5
-    handler = CommandHandler(target, max_bytes=MAX)
-    first: list[dict[str, Any]] = []
-    handler.handle("reload", b'{"id": 1}', first.append)  # returns at once: reload in a thread
-    assert target.reload_started.wait(2)
-    assert first == []
-    second = run_handler(handler, "reload", b'{"id": 2}')
-    assert second["ok"] is False and second["error"] == "a reload is already running"
-    handler.join(2)
-    assert first[0]["ok"] is True and first[0]["id"] == 1
-    assert target.calls == ["reload"]
+    assert run_command(target, "pause", b'{"paused": true}')["result"]["state"] == "paused"
+    assert run_command(target, "pause", b'{"paused": false}')["result"]["state"] == "running"
+    bad = run_command(target, "pause", b'{"paused": "yes"}')
+    assert bad["ok"] is False and "'paused' must be true or false" in bad["error"]
+    assert target.calls == ["pause", "resume"]
+    target.close()
+
+
+def test_every_command_in_the_table_is_documented() -> None:
+    mqtt_doc = (Path(__file__).parent.parent / "docs" / "mqtt.md").read_text()
+    for name, spec in COMMANDS.items():
+        assert f"`{name}`" in mqtt_doc, name
+        assert spec.summary
 
 
 # ---- through the broker -----------------------------------------------------------------------
@@ -226,7 +234,7 @@ def connected_service(
     sub = subscribers(broker.port, [f"{base}/cmd/+/reply", f"{base}/+/snapshot", "replies/#"])
     service = service_factory(config, target)
     # Commands work once the subscription is in place, which the flush follows.
-    assert wait_until(lambda: service.connected and service._ready)
+    assert wait_until(lambda: service.connected and service._outbox._ready)
     return service, target, CommandClient(sub, base)
 
 
@@ -256,40 +264,41 @@ def test_each_command_works_and_replies(
     assert target.calls == ["pause", "resume", "snapshot", "reload", "reload"]
 
 
-def test_snapshot_command_publishes_the_next_frame_as_jpeg(
+def test_snapshot_command_reaches_the_target_and_a_snapshot_goes_out_as_jpeg(
     broker: Mosquitto,
     service_factory: Callable[..., MqttService],
     subscribers: Callable[..., Subscriber],
 ) -> None:
     service, target, cmd = connected_service(broker, service_factory, subscribers)
-    image = __import__("numpy").zeros((120, 160, 3), "uint8")
-    service.publish(make_result("front", 0, image=image))  # nobody asked, interval 0: no JPEG
     cmd.send("snapshot", '{"camera": "front"}')
     assert cmd.reply("snapshot")["ok"]
     assert target.snapshots == ["front"]
-    service.publish(make_result("front", 1, image=image))  # the pipeline attaches the frame
+    assert target.served_on == {"test-main"}  # through the inbox, on the serving thread
+    image = np.zeros((120, 160, 3), "uint8")
+    result = make_result("front", 1)
+    service.snapshot(Snapshot("front", 1, result.wall_time, image, result.top))
     jpeg = cmd.sub.wait_for(topic_is(f"{cmd.base}/front/snapshot"))
     assert jpeg.payload[:2] == b"\xff\xd8"
+    decoded = cv2.imdecode(np.frombuffer(jpeg.payload, np.uint8), cv2.IMREAD_COLOR)
+    assert decoded.shape == (120, 160, 3)
+    service.publish(result)  # a result alone never makes a snapshot
     assert not cmd.sub.collect(topic_is(f"{cmd.base}/front/snapshot"), 1, timeout=0.3)
 
 
-def test_snapshot_interval_asks_the_pipeline_and_rate_limits(
-    broker: Mosquitto,
-    service_factory: Callable[..., MqttService],
-    subscribers: Callable[..., Subscriber],
-) -> None:
-    service, target, cmd = connected_service(
-        broker, service_factory, subscribers, snapshot_interval_s=5.0
-    )
-    image = __import__("numpy").zeros((120, 160, 3), "uint8")
-    service.publish(make_result("back", 0))
-    assert target.snapshots == ["back"]  # due: the service asks for a frame
-    service.publish(make_result("back", 1))
-    assert target.snapshots == ["back"]  # asked already within the interval
-    service.publish(make_result("back", 2, image=image))
-    service.publish(make_result("back", 3, image=image))  # within the interval: skipped
-    got = cmd.sub.collect(topic_is(f"{cmd.base}/back/snapshot"), 2, timeout=0.4)
-    assert len(got) == 1
+def test_snapshot_policy_interval_requests_and_rearm() -> None:
+    policy = SnapshotPolicy(5.0)
+    assert policy.claim(100.0)  # the first frame: due
+    assert not policy.claim(101.0)  # within the interval
+    policy.request()
+    assert policy.claim(101.5)  # a request is served by the next frame
+    assert not policy.claim(102.0)
+    policy.rearm()  # that frame was lost before it was classified
+    assert policy.claim(102.1)
+    assert not policy.claim(107.0) and policy.claim(107.2)  # 5 s after the last one
+    off = SnapshotPolicy(0.0)
+    assert not off.claim(1.0) and not off.claim(1e9)  # 0: only on request
+    off.request()
+    assert off.claim(2.0) and not off.claim(3.0)
 
 
 def test_mqtt5_response_topic_and_correlation_data(
@@ -388,19 +397,24 @@ def test_retained_commands_are_ignored(
         sub.publish(f"camclassd/{device}/cmd/pause", b"", retain=True)
 
 
-def test_reload_does_not_block_the_network_thread(
+def test_a_slow_reload_does_not_block_the_network_thread(
     broker: Mosquitto,
     service_factory: Callable[..., MqttService],
     subscribers: Callable[..., Subscriber],
 ) -> None:
-    service, target, cmd = connected_service(broker, service_factory, subscribers)
+    """Commands run in order on the serving thread; paho's thread only parses: a bad command
+    is answered at once while a reload runs, a good one right after the reload."""
+    _, target, cmd = connected_service(broker, service_factory, subscribers)
     target.reload_delay = 1.5
     cmd.send("reload", '{"id": "slow"}')
     assert target.reload_started.wait(2)
-    cmd.send("status")
-    assert cmd.reply("status")["ok"]
-    assert service.commands._reload_lock.locked()  # answered while the reload still runs
+    started = time.monotonic()
+    cmd.send("pause", b"not json")
+    assert cmd.reply("pause")["ok"] is False
+    assert time.monotonic() - started < 1.0  # not behind the reload
+    cmd.send("status", '{"id": "after"}')
     assert cmd.reply("reload")["id"] == "slow"
+    assert cmd.reply("status")["id"] == "after"
 
 
 def test_importing_the_mqtt_package_does_not_load_paho() -> None:

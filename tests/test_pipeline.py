@@ -21,6 +21,7 @@ from camclassd.errors import ModelError, SourceError
 from camclassd.metrics import Metrics
 from camclassd.pipeline import Pipeline
 from camclassd.results import Classification
+from camclassd.snapshots import Snapshot
 from camclassd.sources import Source, SyntheticSource, open_source
 from tests.conftest import GOLDEN, LABELS, MODELS, SAMPLES, UINT8_MODEL
 
@@ -30,6 +31,7 @@ class Collect:
 
     def __init__(self, delay_s: float = 0.0, fail: bool = False) -> None:
         self.results: list[Classification] = []
+        self.snapshots: list[Snapshot] = []
         self.delay_s = delay_s
         self.fail = fail
         self.lock = threading.Lock()
@@ -41,6 +43,10 @@ class Collect:
             raise RuntimeError("sink is broken")
         with self.lock:
             self.results.append(result)
+
+    def snapshot(self, snapshot: Snapshot) -> None:
+        with self.lock:
+            self.snapshots.append(snapshot)
 
     def close(self) -> None:
         pass
@@ -125,7 +131,7 @@ def test_golden_photos_through_the_whole_pipeline(model: str) -> None:
         assert set(result.latency_ms) >= {"capture_to_publish", "queue", "preprocess", "inference"}
         assert result.latency_ms["capture_to_publish"] >= result.latency_ms["inference"] > 0
     counters = metrics.counters()
-    assert counters["captured"] == counters["classified"] + counters["dropped"]
+    assert counters["captured"] == counters["classified"] + counters["dropped"] + counters["gated"]
     assert counters["captured"] == len(photos) and counters["dropped"] == 0
     assert counters["published"] == len(photos) and counters["errors"] == 0
     assert pipeline.last_results["photos"].seq == len(photos)
@@ -197,7 +203,7 @@ def test_slow_sink_keeps_queue_bounded_and_counts_drops(running: list[Pipeline])
     counters = metrics.counters()
     snapshot = metrics.snapshot()
     assert snapshot["dropped"]["queue_full"] > 10 * counters["classified"] / 4
-    assert counters["captured"] == counters["classified"] + counters["dropped"]
+    assert counters["captured"] == counters["classified"] + counters["dropped"] + counters["gated"]
     # drop-oldest keeps the newest: frames reach the sink with growing gaps in seq.
     seqs = [r.seq for r in sink.results]
     assert seqs == sorted(seqs) and seqs[-1] - seqs[0] > len(seqs)
@@ -255,7 +261,7 @@ def test_inference_error_is_counted_and_survived() -> None:
     assert metrics.snapshot()["dropped"] == {"inference_error": 1}
     counters = metrics.counters()
     assert counters["errors"] == 1
-    assert counters["captured"] == counters["classified"] + counters["dropped"]
+    assert counters["captured"] == counters["classified"] + counters["dropped"] + counters["gated"]
 
 
 class BadFrames:
@@ -298,7 +304,7 @@ def test_bad_frames_are_counted_and_survived() -> None:
     assert counters["classified"] == 20 == sink.count()
     assert counters["errors"] == 10
     assert metrics.snapshot()["dropped"] == {"bad_frame": 10}
-    assert counters["captured"] == counters["classified"] + counters["dropped"]
+    assert counters["captured"] == counters["classified"] + counters["dropped"] + counters["gated"]
 
 
 class FailingSource:
@@ -386,7 +392,7 @@ def test_start_fails_early_when_nothing_can_run(tmp_path: Path) -> None:
     assert not our_threads()
 
 
-def test_last_classified_stops_when_a_camera_hangs(running: list[Pipeline]) -> None:
+def test_last_alive_stops_when_a_camera_hangs(running: list[Pipeline]) -> None:
     release = threading.Event()
 
     class Hangs(FailingSource):
@@ -404,10 +410,10 @@ def test_last_classified_stops_when_a_camera_hangs(running: list[Pipeline]) -> N
     assert wait_until(lambda: pipeline.last_results.get("hangs", None) is not None)
     time.sleep(0.3)
     before = sink.count()
-    stalled_at = pipeline.last_classified
+    stalled_at = pipeline.last_alive
     time.sleep(0.3)
     assert sink.count() > before  # the other camera still runs...
-    assert pipeline.last_classified == stalled_at  # ...but the watchdog sees the stall
+    assert pipeline.last_alive == stalled_at  # ...but the watchdog sees the stall
     assert time.monotonic() - stalled_at >= 0.5
     release.set()
     assert pipeline.stop(5.0)
@@ -428,10 +434,10 @@ def test_a_snapshot_is_taken_once_even_when_frames_queue_up(running: list[Pipeli
     pipeline, _ = start(running, config, [sink])
     assert wait_until(lambda: sink.count() >= 2)
     pipeline.request_snapshot("live")
-    assert wait_until(lambda: any(r.image is not None for r in list(sink.results)))
+    assert wait_until(lambda: len(sink.snapshots) >= 1)
     count = sink.count()
     assert wait_until(lambda: sink.count() >= count + 6)  # the queue has turned over
-    assert sum(r.image is not None for r in list(sink.results)) == 1
+    assert len(sink.snapshots) == 1
     assert pipeline.stop(5.0)
 
 
@@ -446,24 +452,26 @@ def test_pause_resume_and_snapshot(running: list[Pipeline]) -> None:
     paused_count = sink.count()
     time.sleep(0.2)
     assert sink.count() == paused_count
-    assert time.monotonic() - pipeline.last_classified < 0.05  # paused is healthy
+    assert time.monotonic() - pipeline.last_alive < 0.05  # paused is healthy
     pipeline.resume()
-    assert time.monotonic() - pipeline.last_classified < 0.05  # a pause is not a stall
+    assert time.monotonic() - pipeline.last_alive < 0.05  # a pause is not a stall
     assert wait_until(lambda: sink.count() > paused_count + 3)
-    assert all(r.image is None for r in sink.results)
+    assert not sink.snapshots
     pipeline.request_snapshot("live")
-    assert wait_until(lambda: any(r.image is not None for r in list(sink.results)))
-    with_image = [r for r in sink.results if r.image is not None]
-    assert with_image[0].image is not None and with_image[0].image.shape == (480, 640, 3)
+    assert wait_until(lambda: len(sink.snapshots) >= 1)
+    shot = sink.snapshots[0]
+    assert shot.image.shape == (480, 640, 3) and shot.camera == "live" and shot.top
+    # the snapshot's top-k is that very frame's result
+    assert any(r.seq == shot.seq and r.top == shot.top for r in sink.results)
     time.sleep(0.1)
-    assert len([r for r in sink.results if r.image is not None]) == 1  # only the next one
-    with pytest.raises(ValueError, match="no camera named"):
+    assert len(sink.snapshots) == 1  # only the next one
+    with pytest.raises(ValueError, match="unknown camera"):
         pipeline.request_snapshot("nope")
     pipeline.pause()
     assert pipeline.stop(5.0)
     assert pipeline.paused  # kept after stop: a reload carries it to the next pipeline
     counters = metrics.counters()
-    assert counters["captured"] == counters["classified"] + counters["dropped"]
+    assert counters["captured"] == counters["classified"] + counters["dropped"] + counters["gated"]
 
 
 def test_publish_on_change_publishes_first_and_changes(running: list[Pipeline]) -> None:
@@ -490,7 +498,7 @@ def test_shutdown_joins_every_thread_within_the_deadline() -> None:
     metrics = Metrics()
     pipeline = Pipeline(config, engine_factory(), [sink], metrics, SAMPLES)
     pipeline.start()
-    assert len(our_threads()) == 4  # two cameras, two workers
+    assert len(our_threads()) == 5  # two cameras, two workers, the sinks' thread
     assert wait_until(lambda: sink.count() >= 5)
     started = time.monotonic()
     assert pipeline.stop(2.0)
@@ -498,7 +506,7 @@ def test_shutdown_joins_every_thread_within_the_deadline() -> None:
     assert not our_threads()
     assert pipeline.finished.is_set()
     counters = metrics.counters()
-    assert counters["captured"] == counters["classified"] + counters["dropped"]
+    assert counters["captured"] == counters["classified"] + counters["dropped"] + counters["gated"]
 
 
 # ---- structured log fields -------------------------------------------------------------------
@@ -631,3 +639,33 @@ def test_camera_errors_name_the_camera_once(
     assert retrying and all(message.count("camera a:") == 1 for message in retrying), retrying
     assert "camera a: camera a:" not in caplog.text
     assert "camera a: reopen attempt 1 failed: video file" in caplog.text
+
+
+def test_a_slow_sink_never_slows_inference(running: list[Pipeline]) -> None:
+    """The sinks run on their own thread: a sink that takes 200 ms per result leaves the
+    classified rate as it is; results it cannot take are dropped and counted."""
+    config = make_config({"live": {"type": "synthetic"}})
+
+    class Slow(Collect):
+        def publish(self, result: Classification) -> None:
+            time.sleep(0.2)
+            super().publish(result)
+
+    def one_second(sink: Collect) -> tuple[int, int, Metrics]:
+        """(classified, received by the sink) in one second, after a warm-up."""
+        pipeline, metrics = start(running, config, [sink])
+        assert wait_until(lambda: metrics.counters()["classified"] >= 5)
+        classified, received = metrics.counters()["classified"], sink.count()
+        time.sleep(1.0)
+        classified = metrics.counters()["classified"] - classified
+        received = sink.count() - received
+        assert pipeline.stop(5.0)
+        return classified, received, metrics
+
+    fast, _, _ = one_second(Collect())
+    slow, received, metrics = one_second(Slow())
+    # Had inference waited for the sink, it would have classified about what the sink took
+    # (5 a second); it classified many times that, as fast as with a sink that keeps up.
+    assert received <= 6 and slow >= 2 * received + 2, (slow, received)
+    assert slow >= 0.5 * fast, (slow, fast)
+    assert metrics.counters()["dropped"] > 0  # the sink's queue overflowed, counted

@@ -80,9 +80,11 @@ def test_exact_size_is_passed_through_without_resize() -> None:
 
 
 @pytest.mark.parametrize("model", [UINT8_MODEL, FLOAT_MODEL], ids=["uint8", "float32"])
-def test_output_is_in_the_model_input_dtype(model: object) -> None:
+def test_pixels_then_the_engine_gives_the_model_input_dtype(model: object) -> None:
     engine = Engine(model, LABELS, num_threads=1)  # type: ignore[arg-type]
-    tensor = Preprocessor(size=engine.input_size, to_input=engine.to_input)(gradient(640, 480))
+    pixels = Preprocessor(size=engine.input_size)(gradient(640, 480))
+    assert pixels.dtype == np.uint8  # what a stage sees: plain pixels, whatever the model
+    tensor = engine.to_input(pixels)
     assert tensor.dtype == engine.input_dtype
     assert tensor.shape == (engine.input_size[1], engine.input_size[0], 3)
     if engine.input_dtype == np.uint8:

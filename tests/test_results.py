@@ -12,13 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from camclassd.mqtt.payloads import classification_payload
+from camclassd.mqtt.payloads import iso_ts as iso_utc
 from camclassd.results import (
     Classification,
     LabelTracker,
     Prediction,
     PublishPolicy,
-    classification_payload,
-    iso_utc,
+    ResultProcessor,
     top_k,
 )
 from camclassd.sinks import JsonLinesSink
@@ -230,3 +231,40 @@ def test_json_lines_sink_stops_quietly_when_the_reader_goes(
         sink.publish(make_result())  # no exception reaches the pipeline
     sink.close()
     assert caplog.text.count("no longer printed") == 1
+
+
+def test_result_processor_chains_top_k_tracker_and_policy() -> None:
+    processor = ResultProcessor(
+        LABELS,
+        top=2,
+        min_score=0.0,
+        tracker=LabelTracker(0.6, 0.4, 2),
+        policy=PublishPolicy("on_change"),
+    )
+    dog = np.array([0.1, 0.8, 0.05, 0.05], dtype=np.float32)
+    cat = np.array([0.7, 0.2, 0.05, 0.05], dtype=np.float32)
+
+    def feed(row: np.ndarray, seq: int) -> tuple[Classification, bool]:
+        return processor.process(
+            row, camera="c", seq=seq, wall_time=0.0, model="m", now=float(seq), latency_ms={}
+        )
+
+    first, published = feed(dog, 1)
+    assert (
+        published
+        and first.stable_label is None
+        and [p.label for p in first.top]
+        == [
+            "dog",
+            "cat",
+        ]
+    )
+    assert processor.label_pending  # dog seen once, needs two in a row
+    second, published = feed(dog, 2)
+    assert published and second.changed and second.stable_label == "dog"
+    assert not processor.label_pending
+    third, published = feed(dog, 3)
+    assert not published and not third.changed  # on_change: nothing new
+    fourth, published = feed(cat, 4)
+    assert fourth.stable_label is None and fourth.changed and published  # dog fell below low
+    assert processor.label_pending and processor.last is fourth

@@ -94,13 +94,13 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
     model_path, labels_path = resolve_paths(args.model, args.labels)
     engine = Engine(model_path, labels_path, num_threads=args.threads, delegate=args.delegate)
-    preprocess = Preprocessor(size=engine.input_size, crop=args.crop, to_input=engine.to_input)
+    preprocess = Preprocessor(size=engine.input_size, crop=args.crop)
     k = min(args.top_k, engine.num_classes)
 
     exit_code = EXIT_OK
     for image_path in args.images:
         try:
-            tensor = preprocess(read_rgb(image_path))
+            tensor = engine.to_input(preprocess(read_rgb(image_path)))
         except CamclassdError as error:
             print(f"camclassd classify: error: {error}", file=sys.stderr, flush=True)
             exit_code = exit_code or error.exit_code

@@ -391,7 +391,13 @@ class MQTTConfig(Section):
         description="Results kept while the broker is unreachable (the newest are kept).",
     )
     reconnect_min_s: float = Field(default=1.0, gt=0, description="First reconnect delay.")
-    reconnect_max_s: float = Field(default=60.0, gt=0, description="Longest reconnect delay.")
+    reconnect_max_s: float = Field(
+        default=4.0,
+        gt=0,
+        description="Longest reconnect delay: a returning broker is found within this (each "
+        "delay doubles up to it, with random jitter so that many devices do not reconnect in "
+        "lockstep).",
+    )
     snapshot_interval_s: float = Field(
         default=0.0,
         ge=0,

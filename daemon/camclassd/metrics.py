@@ -22,8 +22,8 @@ from camclassd.frame import Frame
 STAGES = ("capture_to_publish", "queue", "preprocess", "inference", "postprocess")
 # "gated": frames a stage (the scene-change gate) judged and skipped; they are part of
 # "captured", so captured = classified + dropped + gated (+ frames in flight).
-COUNTERS = ("captured", "classified", "published", "dropped", "gated", "errors", "reconnects")
-CAMERA_COUNTERS = ("captured", "classified", "dropped", "gated", "errors", "reconnects")
+COUNTERS = ("captured", "gated", "classified", "published", "dropped", "errors", "reconnects")
+CAMERA_COUNTERS = ("captured", "gated", "classified", "dropped", "errors", "reconnects")
 FPS_HORIZON_S = 5.0  # fps is measured over the classifications of the last few seconds
 
 THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
@@ -143,12 +143,6 @@ class Metrics:
             self._dropped[reason] = self._dropped.get(reason, 0) + count
             self._camera(camera).counters["dropped"] += count
 
-    def gated(self, camera: str) -> None:
-        """A captured frame the camera's stage skipped: seen and judged, not lost."""
-        with self._lock:
-            self._counters["gated"] += 1
-            self._camera(camera).counters["gated"] += 1
-
     def error(self, camera: str | None = None) -> None:
         with self._lock:
             self._counters["errors"] += 1
@@ -159,6 +153,12 @@ class Metrics:
         with self._lock:
             self._counters["reconnects"] += 1
             self._camera(camera).counters["reconnects"] += 1
+
+    def gated(self, camera: str) -> None:
+        """A frame the camera's stage skipped: seen and judged, not lost."""
+        with self._lock:
+            self._counters["gated"] += 1
+            self._camera(camera).counters["gated"] += 1
 
     def published(self, camera: str) -> None:
         with self._lock:

@@ -1,10 +1,11 @@
-"""The streaming pipeline, top-down: capture -> bounded queues -> batched inference -> sinks.
+"""The streaming pipeline, top-down: capture -> stage -> queue -> engine -> results -> fan-out.
 
-    capture thread per camera          FrameQueues                 inference workers
-    Source.read() -> Preprocessor  ->  one bounded deque per   ->  take 1..batch_size frames
-    stamp seq + times                  camera, one condition       Engine.infer(batch)
-                                       (drop_oldest | block)       top_k, LabelTracker,
-                                                                   PublishPolicy -> sinks
+    capture thread per camera            FrameQueues             inference workers      fan-out
+    Source.read() -> Preprocessor  ->  bounded deque per  ->  take 1..batch_size  ->  own thread:
+    -> Stage.admit (classify/skip)     camera, one cond       Engine.infer(batch)     every Sink
+    -> SnapshotPolicy.claim            (drop_oldest|block)    ResultProcessor         (bounded,
+    stamp seq + times                                         (top-k, tracker,         drops
+                                                               publish policy)         counted)
 
 Why per-camera queues behind one condition: drop_oldest must evict the oldest frame of
 *that* camera (one busy camera must not push out another camera's only frame), while the
@@ -13,7 +14,8 @@ the cameras fair when inference is the bottleneck.
 
 Threads, not processes: invoke() and OpenCV release the GIL. Each worker owns its engine
 (a TFLite interpreter is not thread-safe). Every frame carries monotonic stamps per stage;
-Metrics turns them into latency percentiles.
+`Frame.latencies_ms()` turns them into the figures the payloads and Metrics use. Data flows
+down only: nothing here calls back into the daemon or the sinks' owners.
 """
 
 from __future__ import annotations
@@ -34,15 +36,18 @@ from camclassd.errors import SourceError
 from camclassd.frame import Frame
 from camclassd.metrics import Metrics
 from camclassd.preprocess import Preprocessor
-from camclassd.results import Classification, LabelTracker, PublishPolicy, top_k
-from camclassd.sinks import Sink
+from camclassd.results import Classification, LabelTracker, PublishPolicy, ResultProcessor
+from camclassd.sinks import CLOSE_GRACE_S, FanOut, Sink
+from camclassd.snapshots import Snapshot, SnapshotPolicy
 from camclassd.sources import Backoff, Source, open_source, reopen
 from camclassd.sources.base import describe
+from camclassd.stage import PassThrough, Stage, StageInput
 
 log = logging.getLogger(__name__)
 
 SourceFactory = Callable[[str, CameraConfig, Path], Source]
-SINK_LOG_INTERVAL_S = 60.0
+StageFactory = Callable[[str, CameraConfig], Stage]
+SINK_QUEUE = 64  # results and snapshots waiting for the sinks, all cameras together
 
 
 class InferenceEngine(Protocol):
@@ -57,6 +62,10 @@ class InferenceEngine(Protocol):
     def infer(self, batch: np.ndarray) -> np.ndarray: ...
 
 
+def pass_through(_name: str, _camera: CameraConfig) -> Stage:
+    return PassThrough()
+
+
 class Pipeline:
     """Runs every enabled camera of a Config through shared inference workers into sinks."""
 
@@ -69,6 +78,7 @@ class Pipeline:
         config_dir: Path,
         *,
         source_factory: SourceFactory = open_source,
+        stage_factory: StageFactory = pass_through,
         reconnect_min_s: float = 0.5,
         reconnect_max_s: float = 30.0,
         first_seq: Mapping[str, int] | None = None,
@@ -77,14 +87,15 @@ class Pipeline:
         # Sequence numbers carry on across a reload, so a subscriber can still spot gaps.
         self._first_seq = dict(first_seq or {})
         self.metrics = metrics
-        self._last_results: dict[str, Classification] = {}
         self.finished = threading.Event()
         # Cameras whose capture thread died of a bug (not an end of stream): see `failed`.
         self._crashed: list[str] = []
         self._engine_factory = engine_factory
         self._sinks = tuple(sinks)  # owned by the caller: never closed here
+        self._fanout: FanOut | None = None
         self._config_dir = config_dir
         self._source_factory = source_factory
+        self._stage_factory = stage_factory
         self._backoff = (reconnect_min_s, reconnect_max_s)
         self._cameras: dict[str, _Camera] = {}
         self._queues = FrameQueues()
@@ -96,8 +107,7 @@ class Pipeline:
         self._lock = threading.Lock()
         self._captures_running = 0
         self._workers_running = 0
-        self._started_at = 0.0
-        self._sink_logged: dict[int, float] = {}
+        self._busy_since: dict[int, float] = {}  # worker index -> when its batch was taken
 
     # ==== lifecycle =============================================================================
 
@@ -119,23 +129,28 @@ class Pipeline:
             for camera in self._cameras.values():
                 camera.source.close()
             raise SourceError("no camera could be opened: " + "; ".join(filter(None, failures)))
-        self._started_at = time.monotonic()
+        started = time.monotonic()
         for camera in self._cameras.values():
-            camera.last_classified = self._started_at
+            camera.last_alive = started
             self._queues.add(camera.name, settings.queue_size)
+        self._fanout = FanOut(
+            self._sinks,
+            capacity=SINK_QUEUE,
+            on_published=self.metrics.published,
+            on_drop=lambda camera: self.metrics.dropped(camera, "sink_full"),
+            on_error=self.metrics.error,
+        )
         self._captures_running = len(self._cameras)
         self._workers_running = len(engines)
         for camera in self._cameras.values():
             self._captures.append(self._spawn(f"capture-{camera.name}", self._capture, camera))
         for index, engine in enumerate(engines):
-            self._workers.append(self._spawn(f"infer-{index}", self._infer, engine))
+            self._workers.append(self._spawn(f"infer-{index}", self._infer, index, engine))
 
     def stop(self, timeout: float) -> bool:
-        """Stop the sources, classify what is in flight, join every thread by the deadline.
-
-        Returns True when every thread joined in time. Frames still queued at the deadline are
-        discarded and counted as dropped ("shutdown").
-        """
+        """Stop the sources, classify and deliver what is in flight, join every thread by the
+        deadline. Returns True when every thread joined in time. Frames still queued at the
+        deadline are discarded and counted as dropped ("shutdown")."""
         deadline = time.monotonic() + timeout
         self._stopping.set()  # `paused` is kept: a reload carries it over to the next pipeline
         self._queues.close()  # wakes producers blocked on a full queue; workers drain, then end
@@ -145,8 +160,13 @@ class Pipeline:
             self._abort.set()
         for camera, frames in self._queues.discard().items():
             self.metrics.dropped(camera, "shutdown", frames)
+        sinks_done = self._fanout is None or self._fanout.close(
+            max(0.0, deadline - time.monotonic() - CLOSE_GRACE_S)
+        )
         self.finished.set()
         stuck = [thread.name for thread in self._captures + self._workers if thread.is_alive()]
+        if not sinks_done:
+            stuck.append("camclassd-sinks")
         if stuck:
             log.warning("threads still running after %.1f s: %s", timeout, ", ".join(stuck))
         return not stuck
@@ -159,27 +179,35 @@ class Pipeline:
         # The pause was not a stall: the watchdog clock restarts now.
         now = time.monotonic()
         for camera in self._cameras.values():
-            camera.last_classified = max(camera.last_classified, now)
+            camera.last_alive = max(camera.last_alive, now)
         self._paused.clear()
 
     @property
     def paused(self) -> bool:
         return self._paused.is_set()
 
+    @property
+    def cameras(self) -> tuple[str, ...]:
+        return tuple(self._cameras)
+
     def request_snapshot(self, camera: str | None) -> None:
-        """The next result of `camera` (of every camera for None) carries the raw image."""
+        """The next frame of `camera` (of every camera for None) becomes a snapshot."""
         if camera is not None and camera not in self._cameras:
-            raise ValueError(f"no camera named {camera!r}; cameras: {', '.join(self._cameras)}")
+            raise ValueError(f"unknown camera {camera!r}; cameras: {', '.join(self._cameras)}")
         for state in self._cameras.values():
             if camera is None or state.name == camera:
-                state.snapshot_wanted = True
+                state.snapshots.request()
+
+    def wait_delivered(self, timeout: float) -> bool:
+        """Wait until the sinks have everything classified so far (tests, --max-frames)."""
+        return self._fanout is None or self._fanout.drain(timeout)
 
     @property
     def failed(self) -> bool:
         """True once a capture thread died of an unexpected exception (a bug).
 
         Such a camera is not "ended": `finished` is not set because of it, and its stalled
-        `last_classified` trips the watchdog. `run` should treat this as a failure (exit 1).
+        liveness trips the watchdog. `run` should treat this as a failure (exit 1).
         """
         with self._lock:
             return bool(self._crashed)
@@ -192,8 +220,12 @@ class Pipeline:
 
     @property
     def last_results(self) -> dict[str, Classification]:
-        """The newest result per camera (a copy: safe to iterate while workers run)."""
-        return dict(self._last_results)
+        """The newest result per camera, published or not (a new dict: safe to iterate)."""
+        return {
+            name: camera.results.last
+            for name, camera in self._cameras.items()
+            if camera.results.last is not None
+        }
 
     def sequence_numbers(self) -> dict[str, int]:
         """The newest frame number per camera: where a reloaded pipeline carries on."""
@@ -204,18 +236,26 @@ class Pipeline:
         return self._queues.depth()
 
     @property
-    def last_classified(self) -> float:
-        """Monotonic time of the newest result of the most stalled running camera.
+    def last_alive(self) -> float:
+        """Monotonic time up to which every running camera and every worker made progress.
 
-        It stops advancing when any running camera stalls or inference hangs, which is what
-        the systemd watchdog needs. While paused it is "now": nothing is expected.
+        A camera makes progress with each frame its stage skipped (a still scene is not a
+        stall) or that was classified; a worker stalls when one batch takes too long. So this
+        stops advancing when any running camera stalls or inference hangs, which is what the
+        systemd watchdog needs. While paused it is "now": nothing is expected.
         """
+        now = time.monotonic()
         if self.paused:
-            return time.monotonic()
-        running = [c.last_classified for c in self._cameras.values() if not c.ended]
+            return now
+        with self._lock:
+            busy = list(self._busy_since.values())
+            workers = self._workers_running
+        running = [c.last_alive for c in self._cameras.values() if not c.ended]
+        if running and workers == 0:
+            return min([*running, 0.0])
         if running:
-            return min(running)
-        return max((c.last_classified for c in self._cameras.values()), default=0.0)
+            return min(running + busy)
+        return max((c.last_alive for c in self._cameras.values()), default=0.0)
 
     # ==== 1. capture: one thread per camera =====================================================
 
@@ -247,7 +287,7 @@ class Pipeline:
                 self._stopping.wait(0.05)  # a file waits where it is
                 continue
             try:
-                pixels = source.read()
+                captured = source.read()
             except Exception as error:  # SourceError, or a cv2.error from a broken device
                 log.warning(
                     "camera %s: read failed: %s",
@@ -259,7 +299,7 @@ class Pipeline:
                 if not self._reopen(camera):
                     return
                 continue
-            if pixels is None:
+            if captured is None:
                 log.info(
                     "camera %s: end of stream",
                     camera.name,
@@ -269,16 +309,18 @@ class Pipeline:
                 return
             if self.paused:
                 continue  # a live camera keeps flowing so it is fresh on resume
-            self._enqueue(camera, pixels)
+            self._admit(camera, captured)
 
-    def _enqueue(self, camera: _Camera, pixels: np.ndarray) -> None:
+    def _admit(self, camera: _Camera, captured: np.ndarray) -> None:
+        """Preprocess one frame, let the stage judge it, queue it for inference."""
         t_captured = time.monotonic()
         wall_time = time.time()
-        camera.seq += 1
         self.metrics.captured(camera.name)
+        pixels = captured
         try:
-            tensor = camera.preprocess(pixels)
+            view = camera.preprocess(pixels)
         except Exception:  # a malformed frame must not end the camera
+            camera.seq += 1  # lost, so a gap in seq shows it
             log.exception(
                 "camera %s: frame %d cannot be preprocessed",
                 camera.name,
@@ -288,17 +330,33 @@ class Pipeline:
             self.metrics.error(camera.name)
             self.metrics.dropped(camera.name, "bad_frame")
             return
-        frame = Frame(camera.name, camera.seq, tensor, wall_time, t_captured, time.monotonic())
-        if camera.snapshot_wanted:
-            # Claimed here, so exactly one frame carries the image (not every frame captured
-            # until a worker delivers one).
-            camera.snapshot_wanted = False
+        t_preprocessed = time.monotonic()
+        # A due snapshot is classified whatever the stage says: its image needs its top-k.
+        snapshot = camera.snapshots.claim(t_captured)
+        admitted = snapshot or camera.stage.admit(
+            StageInput(
+                camera=camera.name,
+                pixels=view,
+                luma=None,
+                crop=None,
+                t=t_captured,
+                label_pending=camera.results.label_pending,
+            )
+        )
+        if not admitted:
+            self.metrics.gated(camera.name)
+            camera.last_alive = t_preprocessed
+            return
+        # Only classified frames are numbered: a gap in seq is a frame lost, never one skipped.
+        camera.seq += 1
+        frame = Frame(camera.name, camera.seq, view, wall_time, t_captured, t_preprocessed)
+        if snapshot:
             frame.image = np.array(pixels)  # the source may reuse its buffer
         lost = self._queues.put(frame, drop_oldest=camera.drop_oldest)
         if lost is not None:
             self.metrics.dropped(camera.name, "queue_full" if lost is not frame else "shutdown")
             if lost.image is not None:
-                camera.snapshot_wanted = True  # the snapshot frame was dropped: take the next
+                camera.snapshots.rearm()
 
     def _reopen(self, camera: _Camera) -> bool:
         backoff = Backoff(*self._backoff)
@@ -321,7 +379,7 @@ class Pipeline:
 
     # ==== 2. inference: workers shared by all cameras ===========================================
 
-    def _infer(self, engine: InferenceEngine) -> None:
+    def _infer(self, index: int, engine: InferenceEngine) -> None:
         settings = self.config.pipeline
         max_wait = settings.max_batch_wait_ms / 1000.0
         try:
@@ -331,45 +389,13 @@ class Pipeline:
                         self.metrics.dropped(frame.camera, "shutdown")
                     continue
                 dequeued = time.monotonic()
-                for frame in batch:
-                    frame.t_dequeued = dequeued
+                with self._lock:
+                    self._busy_since[index] = dequeued
                 try:
-                    tensors = (
-                        batch[0].tensor[np.newaxis]
-                        if len(batch) == 1
-                        else np.stack([frame.tensor for frame in batch])
-                    )
-                    probabilities = engine.infer(tensors)
-                    if len(probabilities) != len(batch):
-                        raise ValueError(f"{len(probabilities)} results for {len(batch)} frames")
-                except Exception:
-                    log.exception(
-                        "inference failed on a batch of %d",
-                        len(batch),
-                        extra={
-                            "camera": ",".join(sorted({frame.camera for frame in batch})),
-                            "seq": batch[0].seq,
-                            "stage": "inference",
-                        },
-                    )
-                    for frame in batch:
-                        self.metrics.error(frame.camera)
-                        self.metrics.dropped(frame.camera, "inference_error")
-                    continue
-                inferred = time.monotonic()
-                for frame, row in zip(batch, probabilities, strict=True):
-                    frame.t_inferred = inferred
-                    try:
-                        self._deliver(frame, row, engine)
-                    except Exception:  # a bug in one result must not end the worker
-                        log.exception(
-                            "camera %s: frame %d: results failed",
-                            frame.camera,
-                            frame.seq,
-                            extra={"camera": frame.camera, "seq": frame.seq, "stage": "publish"},
-                        )
-                        self.metrics.error(frame.camera)
-                        self.metrics.dropped(frame.camera, "results_error")
+                    self._classify(batch, engine, dequeued)
+                finally:
+                    with self._lock:
+                        del self._busy_since[index]
         finally:
             with self._lock:
                 self._workers_running -= 1
@@ -377,61 +403,73 @@ class Pipeline:
             if last:
                 self.finished.set()
 
-    # ==== 3. results: top-k, hysteresis, publish policy, sinks ==================================
+    def _classify(self, batch: list[Frame], engine: InferenceEngine, dequeued: float) -> None:
+        for frame in batch:
+            frame.t_dequeued = dequeued
+        try:
+            pixels = (
+                batch[0].pixels[np.newaxis]
+                if len(batch) == 1
+                else np.stack([frame.pixels for frame in batch])
+            )
+            probabilities = engine.infer(engine.to_input(pixels))
+            if len(probabilities) != len(batch):
+                raise ValueError(f"{len(probabilities)} results for {len(batch)} frames")
+        except Exception:
+            log.exception(
+                "inference failed on a batch of %d",
+                len(batch),
+                extra={
+                    "camera": ",".join(sorted({frame.camera for frame in batch})),
+                    "seq": batch[0].seq,
+                    "stage": "inference",
+                },
+            )
+            for frame in batch:
+                self.metrics.error(frame.camera)
+                self.metrics.dropped(frame.camera, "inference_error")
+            return
+        inferred = time.monotonic()
+        for frame, row in zip(batch, probabilities, strict=True):
+            frame.t_inferred = inferred
+            try:
+                self._deliver(frame, row, engine.name)
+            except Exception:  # a bug in one result must not end the worker
+                log.exception(
+                    "camera %s: frame %d: results failed",
+                    frame.camera,
+                    frame.seq,
+                    extra={"camera": frame.camera, "seq": frame.seq, "stage": "results"},
+                )
+                self.metrics.error(frame.camera)
+                self.metrics.dropped(frame.camera, "results_error")
 
-    def _deliver(self, frame: Frame, probabilities: np.ndarray, engine: InferenceEngine) -> None:
+    # ==== 3. results -> fan-out =================================================================
+
+    def _deliver(self, frame: Frame, probabilities: np.ndarray, model: str) -> None:
         camera = self._cameras[frame.camera]
-        settings = self.config.pipeline
-        # One camera's results go out one at a time and in the order they were classified.
+        fanout = self._fanout
+        assert fanout is not None  # started before any worker
+        # One camera's results reach the fan-out one at a time and in classification order.
         with camera.lock:
-            top = top_k(probabilities, self.config.model.top_k, engine.labels, settings.min_score)
-            stable_label, changed = camera.tracker.update(top)
             frame.t_published = time.monotonic()
-            result = Classification(
+            result, publish = camera.results.process(
+                probabilities,
                 camera=frame.camera,
                 seq=frame.seq,
                 wall_time=frame.wall_time,
-                model=engine.name,
-                top=top,
-                stable_label=stable_label,
-                changed=changed,
-                latency_ms=stage_latencies_ms(frame),
-                image=frame.image,
+                model=model,
+                now=frame.t_published,
+                latency_ms=frame.latencies_ms(),
             )
-            publish = camera.policy.should_publish(frame.t_published, changed)
-            self._last_results[camera.name] = result
-            camera.last_classified = frame.t_published
+            camera.last_alive = frame.t_published
             self.metrics.classified(frame)
-            if publish or frame.image is not None:
-                self._publish(result)
-
-    def _publish(self, result: Classification) -> None:
-        delivered = False
-        for index, sink in enumerate(self._sinks):
-            try:
-                sink.publish(result)
-                delivered = True
-            except Exception:  # one broken sink must not stop the others or the pipeline
-                self.metrics.error(result.camera)
-                self._log_sink_failure(index, sink, result)
-        if delivered:
-            self.metrics.published(result.camera)
-
-    def _log_sink_failure(self, index: int, sink: Sink, result: Classification) -> None:
-        # A sink that fails on every frame would flood the journal: one traceback, then a
-        # line at most every SINK_LOG_INTERVAL_S (the errors counter has the exact count).
-        now = time.monotonic()
-        with self._lock:
-            last = self._sink_logged.get(index)
-            if last is not None and now - last < SINK_LOG_INTERVAL_S:
-                return
-            self._sink_logged[index] = now
-        name = type(sink).__name__
-        fields = {"camera": result.camera, "seq": result.seq, "stage": "publish"}
-        if last is None:
-            log.exception("sink %s failed on %s #%d", name, result.camera, result.seq, extra=fields)
-        else:
-            log.warning("sink %s is still failing (see the errors counter)", name, extra=fields)
+            if publish:
+                fanout.submit(result)
+            if frame.image is not None:
+                fanout.submit(
+                    Snapshot(frame.camera, frame.seq, frame.wall_time, frame.image, result.top)
+                )
 
     # ==== helpers ==============================================================================
 
@@ -439,6 +477,7 @@ class Pipeline:
         settings = self.config.pipeline
         source = self._source_factory(name, camera, self._config_dir)
         policy = settings.drop_policy
+        snapshot_interval = self.config.mqtt.snapshot_interval_s if self.config.mqtt.enabled else 0
         return _Camera(
             name=name,
             source=source,
@@ -447,13 +486,19 @@ class Pipeline:
                 crop=camera.crop,
                 roi=camera.roi,
                 interpolation=camera.interpolation,
-                to_input=engine.to_input,  # pure (dtype conversion): safe from any thread
             ),
+            stage=self._stage_factory(name, camera),
             drop_oldest=source.live if policy == "auto" else policy == "drop_oldest",
-            tracker=LabelTracker(
-                settings.threshold_high, settings.threshold_low, settings.stable_frames
+            results=ResultProcessor(
+                engine.labels,
+                top=self.config.model.top_k,
+                min_score=settings.min_score,
+                tracker=LabelTracker(
+                    settings.threshold_high, settings.threshold_low, settings.stable_frames
+                ),
+                policy=PublishPolicy(settings.publish, settings.max_rate_hz),
             ),
-            policy=PublishPolicy(settings.publish, settings.max_rate_hz),
+            snapshots=SnapshotPolicy(snapshot_interval),
             seq=self._first_seq.get(name, 0),
         )
 
@@ -480,31 +525,20 @@ class Pipeline:
         return thread
 
 
-def stage_latencies_ms(frame: Frame) -> dict[str, float]:
-    """Per-stage latency of a frame from its stamps, in milliseconds."""
-    return {
-        "capture_to_publish": (frame.t_published - frame.t_captured) * 1000.0,
-        "queue": (frame.t_dequeued - frame.t_preprocessed) * 1000.0,
-        "preprocess": (frame.t_preprocessed - frame.t_captured) * 1000.0,
-        "inference": (frame.t_inferred - frame.t_dequeued) * 1000.0,
-        "postprocess": (frame.t_published - frame.t_inferred) * 1000.0,
-    }
-
-
 @dataclass(eq=False)
 class _Camera:
     name: str
     source: Source
     preprocess: Preprocessor
+    stage: Stage
     drop_oldest: bool
-    tracker: LabelTracker
-    policy: PublishPolicy
+    results: ResultProcessor
+    snapshots: SnapshotPolicy
     lock: threading.Lock = field(default_factory=threading.Lock)
     seq: int = 0
     opened: bool = False
     ended: bool = False
-    snapshot_wanted: bool = False
-    last_classified: float = 0.0
+    last_alive: float = 0.0  # monotonic: the newest frame skipped by the stage or classified
 
 
 class FrameQueues:

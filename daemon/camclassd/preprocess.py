@@ -5,7 +5,7 @@ Geometry functions are pure and work in pixel boxes (x1, y1, x2, y2), half-open.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -54,17 +54,16 @@ def letterbox_geometry(width: int, height: int, size: tuple[int, int]) -> tuple[
 
 @dataclass(frozen=True, slots=True)
 class Preprocessor:
-    """Crops and resizes raw RGB uint8 frames to the model input size, then converts them.
+    """Crops and resizes raw RGB uint8 frames to the model input size (still RGB uint8).
 
-    `to_input` turns the resized uint8 pixels into the model's input dtype; for a uint8
-    model that takes raw pixels it is the identity, so no float work happens per frame.
+    The model's dtype conversion is the engine's job (`Engine.to_input`), done per batch on
+    the inference worker; a stage between capture and the queue sees the plain pixels.
     """
 
     size: tuple[int, int]  # model input (width, height)
     crop: Crop = "center"
     roi: tuple[float, float, float, float] | None = None
     interpolation: Interpolation = "linear"
-    to_input: Callable[[np.ndarray], np.ndarray] | None = None
     pad_value: int = 0
 
     def crop_box(self, width: int, height: int) -> Box:
@@ -85,7 +84,7 @@ class Preprocessor:
             resized = np.ascontiguousarray(region)
         else:
             resized = cv2.resize(region, self.size, interpolation=flag)
-        return resized if self.to_input is None else self.to_input(resized)
+        return resized
 
     def _letterbox(self, region: np.ndarray, flag: int) -> np.ndarray:
         height, width = region.shape[:2]

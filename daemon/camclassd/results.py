@@ -1,11 +1,14 @@
-"""Classification results: top-k, thresholds with hysteresis, publish policy."""
+"""Classification results: top-k, thresholds with hysteresis, publish policy.
+
+`ResultProcessor` is one camera's chain: probabilities -> `top_k` -> `LabelTracker` ->
+`PublishPolicy` -> a `Classification` to publish, or None.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -31,7 +34,6 @@ class Classification:
     stable_label: str | None
     changed: bool  # stable_label changed with this frame
     latency_ms: dict[str, float] = field(default_factory=dict)
-    image: np.ndarray | None = None  # raw RGB frame, only when a snapshot was requested
 
 
 def top_k(
@@ -138,24 +140,56 @@ class PublishPolicy:
         return publish
 
 
-def iso_utc(wall_time: float) -> str:
-    """'2026-11-24T10:15:03.123Z': ISO 8601, UTC, milliseconds."""
-    stamp = datetime.fromtimestamp(wall_time, tz=UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+class ResultProcessor:
+    """One camera's results, in classification order: top-k, stable label, publish decision.
 
+    Not thread-safe by itself: the pipeline feeds one camera's frames through it one at a time.
+    """
 
-def classification_payload(result: Classification, device: str | None) -> dict[str, Any]:
-    """The classification message of DESIGN.md §2 (plus `stable_label`); no device key when
-    `device` is None (the stdout sink)."""
-    payload: dict[str, Any] = {"ts": iso_utc(result.wall_time)}
-    if device is not None:
-        payload["device"] = device
-    payload.update(
-        camera=result.camera,
-        seq=result.seq,
-        model=result.model,
-        top=[{"label": p.label, "index": p.index, "score": round(p.score, 4)} for p in result.top],
-        stable_label=result.stable_label,
-        latency_ms={stage: round(ms, 3) for stage, ms in result.latency_ms.items()},
-    )
-    return payload
+    def __init__(
+        self,
+        labels: Sequence[str],
+        *,
+        top: int,
+        min_score: float,
+        tracker: LabelTracker,
+        policy: PublishPolicy,
+    ) -> None:
+        self._labels = labels
+        self._top = top
+        self._min_score = min_score
+        self.tracker = tracker
+        self.policy = policy
+        self.last: Classification | None = None  # the newest result, published or not
+
+    @property
+    def label_pending(self) -> bool:
+        """A new label is on its way to stable (seen, but not yet stable_frames in a row)."""
+        return self.tracker.pending
+
+    def process(
+        self,
+        probabilities: np.ndarray,
+        *,
+        camera: str,
+        seq: int,
+        wall_time: float,
+        model: str,
+        now: float,
+        latency_ms: dict[str, float],
+    ) -> tuple[Classification, bool]:
+        """The result of one frame, and whether the publish policy lets it out."""
+        top = top_k(probabilities, self._top, self._labels, self._min_score)
+        stable_label, changed = self.tracker.update(top)
+        result = Classification(
+            camera=camera,
+            seq=seq,
+            wall_time=wall_time,
+            model=model,
+            top=top,
+            stable_label=stable_label,
+            changed=changed,
+            latency_ms=latency_ms,
+        )
+        self.last = result
+        return result, self.policy.should_publish(now, changed)

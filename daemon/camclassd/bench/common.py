@@ -15,6 +15,7 @@ from camclassd.config import CameraConfig
 from camclassd.engine import Engine
 from camclassd.preprocess import Preprocessor
 from camclassd.results import Classification
+from camclassd.snapshots import Snapshot
 from camclassd.sources import open_source
 
 MIB = 2**20
@@ -44,6 +45,9 @@ class CountingSink:
         with self._cond:
             self.count += 1
             self._cond.notify_all()
+
+    def snapshot(self, snapshot: Snapshot) -> None:
+        """Snapshots are not results: not counted."""
 
     def close(self) -> None:
         """Nothing to release."""
@@ -104,8 +108,8 @@ def first_tensor(engine: Engine, camera: CameraConfig) -> np.ndarray:
     pixels = read_one_frame("fixed", camera)
     if pixels is None:
         raise RuntimeError("the source gave no frame")
-    preprocess = Preprocessor(size=engine.input_size, to_input=engine.to_input)
-    return np.ascontiguousarray(preprocess(pixels))
+    preprocess = Preprocessor(size=engine.input_size)
+    return np.ascontiguousarray(engine.to_input(preprocess(pixels)))
 
 
 def rate(runs: list[dict[str, Any]]) -> float:

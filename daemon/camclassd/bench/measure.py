@@ -275,7 +275,6 @@ def measure_sequential(
         crop=camera.crop,
         roi=camera.roi,
         interpolation=camera.interpolation,
-        to_input=engine.to_input,
     )
     sink = CountingSink()
     try:
@@ -286,7 +285,7 @@ def measure_sequential(
             if pixels is None:
                 raise RuntimeError("the source ended during the benchmark")
             t_capture = time.time()
-            probabilities = engine.infer(preprocess(pixels)[np.newaxis])
+            probabilities = engine.infer(engine.to_input(preprocess(pixels)[np.newaxis]))
             top = top_k(probabilities[0], 3, engine.labels)
             sink.publish(Classification("plain", index, t_capture, engine.name, top, None, False))
             if index >= WARMUP_FRAMES:

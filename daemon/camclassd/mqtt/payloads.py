@@ -9,22 +9,34 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from camclassd import results
 from camclassd.results import Classification, Prediction
 
 
 def iso_ts(wall_time: float) -> str:
     """UTC ISO 8601 with milliseconds and a `Z`, e.g. `2026-11-24T10:15:03.123Z`."""
-    return results.iso_utc(wall_time)
+    stamp = datetime.fromtimestamp(wall_time, tz=UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
 
 
-def classification_payload(result: Classification, device: str) -> dict[str, Any]:
-    """One classified frame: the same message the stdout sink prints (results.py builds it),
-    made strictly JSON-safe (a NaN latency becomes null instead of failing to encode)."""
-    payload: dict[str, Any] = json_safe(results.classification_payload(result, device))
-    return payload
+def classification_payload(result: Classification, device: str | None) -> dict[str, Any]:
+    """One classified frame, for MQTT and the stdout sink alike (no `device` key when None),
+    strictly JSON-safe: a NaN latency becomes null instead of failing to encode."""
+    payload: dict[str, Any] = {"ts": iso_ts(result.wall_time)}
+    if device is not None:
+        payload["device"] = device
+    payload.update(
+        camera=result.camera,
+        seq=result.seq,
+        model=result.model,
+        top=[{"label": p.label, "index": p.index, "score": round(p.score, 4)} for p in result.top],
+        stable_label=result.stable_label,
+        latency_ms={stage: round(ms, 3) for stage, ms in result.latency_ms.items()},
+    )
+    safe: dict[str, Any] = json_safe(payload)
+    return safe
 
 
 def mqtt_counters(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-COMMANDS = ("pause", "resume", "snapshot", "reload", "status")
-
 
 @dataclass(frozen=True, slots=True)
 class Topics:

@@ -1,0 +1,88 @@
+"""What the daemon says over MQTT: results (through the outbox), snapshots, status, metrics.
+
+A `Sink` for the pipeline's fan-out thread, plus the status and metrics the main thread
+publishes. Payloads come from the pure builders in `mqtt.payloads`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from camclassd.config import MQTTConfig
+from camclassd.mqtt.outbox import Outbox
+from camclassd.mqtt.payloads import (
+    classification_payload,
+    encode,
+    metrics_payload,
+    snapshot_jpeg,
+    status_payload,
+)
+from camclassd.mqtt.session import QOS_CONTROL, Session
+from camclassd.mqtt.store import Pending
+from camclassd.mqtt.topics import Topics
+from camclassd.results import Classification
+from camclassd.snapshots import Snapshot
+
+log = logging.getLogger("camclassd.mqtt.client")
+
+QOS_SNAPSHOT = 0  # big and only the newest matters
+
+
+class Publisher:
+    def __init__(
+        self,
+        session: Session,
+        outbox: Outbox,
+        topics: Topics,
+        settings: Callable[[], MQTTConfig],
+    ) -> None:
+        self._session = session
+        self._outbox = outbox
+        self._topics = topics
+        self._settings = settings  # the live mqtt settings (a reload may change QoS or retain)
+        self._status: bytes | None = None  # kept: re-published on every connect
+
+    # ---- Sink (fan-out thread) -----------------------------------------------------------
+
+    def publish(self, result: Classification) -> None:
+        """A classification result (stored while disconnected)."""
+        mc = self._settings()
+        payload = encode(classification_payload(result, self._topics.device))
+        topic = self._topics.classification(result.camera)
+        self._outbox.send(Pending(topic, payload, mc.qos_results, mc.retain_results))
+
+    def snapshot(self, snapshot: Snapshot) -> None:
+        """The JPEG with the top-3 drawn on it; not stored while disconnected."""
+        if not self._session.connected:
+            return
+        caption = f"{self._topics.device}/{snapshot.camera} #{snapshot.seq}"
+        jpeg = snapshot_jpeg(snapshot.image, snapshot.top, caption)
+        self._session.send(self._topics.snapshot(snapshot.camera), jpeg, QOS_SNAPSHOT)
+
+    def close(self) -> None:
+        """The session belongs to the MQTT service."""
+
+    # ---- status and metrics (main thread) ------------------------------------------------
+
+    def publish_status(self, status: Mapping[str, Any]) -> None:
+        """Retained; kept and re-published on every connect."""
+        data = encode(status_payload(status, self._topics.device, time.time()))
+        self._status = data
+        if self._session.connected:
+            self._session.send(self._topics.status, data, QOS_CONTROL, retain=True)
+
+    def publish_metrics(self, metrics: Mapping[str, Any], link: Mapping[str, Any]) -> None:
+        """Metrics are not stored while disconnected: the next interval's are newer."""
+        if not self._session.connected:
+            return
+        payload = metrics_payload(metrics, self._topics.device, link, time.time())
+        self._session.send(self._topics.metrics, encode(payload), self._settings().qos_metrics)
+
+    def announce_online(self) -> None:
+        """On every connect: availability, then the kept status."""
+        self._session.send(self._topics.availability, b"online", QOS_CONTROL, retain=True)
+        if self._status is not None:
+            self._session.send(self._topics.status, self._status, QOS_CONTROL, retain=True)
