@@ -221,4 +221,9 @@ else
     say "skipping systemctl: run 'systemctl daemon-reload && systemctl enable --now camclassd'"
   fi
 fi
-say "done. Edit $config (check it: $PREFIX/venv/bin/camclassd check-config $config)"
+# The command printed is one that exists: with --destdir that is the staged copy.
+if [ -x "$VENV/bin/camclassd" ]; then
+  say "done. Edit $config (check it: $VENV/bin/camclassd check-config $config)"
+else
+  say "done. Edit $config (no camclassd command was installed: --skip-pip)"
+fi

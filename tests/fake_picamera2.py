@@ -4,15 +4,18 @@ picamera2 needs Raspberry Pi's libcamera and a camera. This module keeps to the 
 picamera2's documented API that camclassd uses, with the same names and signatures:
 `Picamera2(camera_num=0)`, `create_video_configuration(main=..., lores=..., controls=...)`,
 `configure(camera_config)`, `start()`, `stream_configuration(name)`, `camera_config`,
-`capture_array(name="main", wait=None, signal_function=None)` (a numeric `wait` is a timeout
-that raises TimeoutError, as picamera2's job futures do), `cancel_all_and_flush()`,
+`capture_request(wait=None, signal_function=None, flush=None)` (a numeric `wait` is a timeout
+that raises TimeoutError, as picamera2's job futures do) returning a request with
+`make_array(name)` (a copy of that stream's buffer) and `release()`, `cancel_all_and_flush()`,
 `stop()`, `close()`.
 
 Like the real ISP it adjusts the lores size it is given: the width is rounded up to a
 multiple of 64 pixels and every row is padded to a stride that is a multiple of 128 bytes.
 Frames come out as picamera2 returns YUV420: a (height * 3 / 2, stride) uint8 array holding
 the Y plane (rows of `stride` bytes) followed by the U and V planes (rows of `stride / 2`).
-Padding bytes are filled with 0xEE so that a converter that forgets them shows it.
+Padding bytes are filled with 0xEE so that a converter that forgets them shows it. The main
+stream ("RGB888", which picamera2 lays out as B, G, R bytes) shows the same pattern at its own
+size, so a test can tell that both streams came from one request.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ class Picamera2:
 
     # Tests set these to make cameras fail: instances made while > 0 raise at construction.
     fail_opens = 0
-    # A camera hangs (capture_array times out) after this many frames; None never.
+    # A camera hangs (capture_request times out) after this many frames; None never.
     stall_after: int | None = None
     instances: list[Picamera2] = []  # noqa: RUF012 - test introspection, reset by the test
 
@@ -84,6 +87,7 @@ class Picamera2:
         self.closed = False
         self.frames = 0
         self.cancelled = 0
+        self.held = 0  # requests captured and not yet released
         self._lock = threading.Lock()
         Picamera2.instances.append(self)
 
@@ -150,13 +154,11 @@ class Picamera2:
             raise RuntimeError("Camera has not been configured")
         self.started = True
 
-    def capture_array(
-        self, name: str = "main", wait: float | bool | None = None, signal_function: Any = None
-    ) -> np.ndarray:
+    def capture_request(
+        self, wait: float | bool | None = None, signal_function: Any = None, flush: Any = None
+    ) -> CompletedRequest:
         if not self.started or self.camera_config is None:
             raise RuntimeError("Camera not started")
-        if name != "lores":
-            raise RuntimeError("stand-in produces only the lores stream")
         with self._lock:
             if Picamera2.stall_after is not None and self.frames >= Picamera2.stall_after:
                 timeout = wait if isinstance(wait, int | float) and wait is not True else None
@@ -166,9 +168,8 @@ class Picamera2:
                 raise TimeoutError()
             index = self.frames
             self.frames += 1
-        stream = self.camera_config["lores"]
-        width, height = stream["size"]
-        return to_padded_yuv420(pattern(width, height, index), stream["stride"])
+            self.held += 1
+        return CompletedRequest(self, index)
 
     def cancel_all_and_flush(self) -> None:
         self.cancelled += 1
@@ -179,3 +180,30 @@ class Picamera2:
     def close(self) -> None:
         self.started = False
         self.closed = True
+
+
+class CompletedRequest:
+    """One request: every configured stream of the same frame, until released."""
+
+    def __init__(self, camera: Picamera2, index: int) -> None:
+        self._camera = camera
+        self.index = index
+        self.released = False
+
+    def make_array(self, name: str) -> np.ndarray:
+        if self.released:
+            raise RuntimeError("request already released")
+        assert self._camera.camera_config is not None
+        stream = self._camera.camera_config[name]
+        width, height = stream["size"]
+        if name == "lores":
+            return to_padded_yuv420(pattern(width, height, self.index), stream["stride"])
+        if stream["format"] != "RGB888":
+            raise RuntimeError("stand-in supports only RGB888 main")
+        return np.ascontiguousarray(pattern(width, height, self.index)[..., ::-1])
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            with self._camera._lock:
+                self._camera.held -= 1

@@ -19,17 +19,12 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from camclassd import cli
-from camclassd.config import CAMERA_MODELS, CameraBase, Config
-from camclassd.configfile import (
-    key_lines,
-    load_config,
-    parse_config,
-    render_default_config,
-    render_toml_key,
-    render_toml_value,
-    resolve_path,
-)
+from camclassd.cameras import CameraBase
+from camclassd.config import CAMERA_MODELS, Config
+from camclassd.configfile import load_config, parse_config, resolve_path
+from camclassd.default_config import render_default_config
 from camclassd.errors import EXIT_CONFIG, ConfigError
+from camclassd.tomltext import key_lines, render_toml_key, render_toml_value
 from tests.conftest import REPO, run_cli
 
 CONFIG_DIR = REPO / "config"

@@ -68,8 +68,8 @@ def float_engine() -> Engine:
 
 @pytest.mark.parametrize("photo", sorted(GOLDEN))
 def test_golden_top1(engine: Engine, photos: dict[str, np.ndarray], photo: str) -> None:
-    preprocess = Preprocessor(size=engine.input_size, to_input=engine.to_input)
-    probabilities = engine.infer(preprocess(photos[photo])[np.newaxis])
+    preprocess = Preprocessor(size=engine.input_size)
+    probabilities = engine.infer(engine.to_input(preprocess(photos[photo]))[np.newaxis])
     best = top_k(probabilities[0], 1, engine.labels)[0]
     assert best.label in GOLDEN[photo], f"{photo}: {best}"
     assert engine.labels[best.index] == best.label

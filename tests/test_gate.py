@@ -20,12 +20,15 @@ import pytest
 
 from camclassd.bench import clips
 from camclassd.bench.gate import Tracking, render, run_clip
-from camclassd.config import Config, OpenCVCamera
+from camclassd.cameras.opencv import OpenCVCamera
+from camclassd.config import Config
 from camclassd.engine import Engine
-from camclassd.gate import SceneGate, gate_stage, make_stage, stage_for
+from camclassd.gate import SceneGate, make_stage, stage_for
 from camclassd.gate_config import GateConfig, camera_is_live
 from camclassd.metrics import Metrics
+from camclassd.mqtt.payloads import gate_open_ratio
 from camclassd.pipeline import Pipeline
+from camclassd.sources.base import Capture
 from camclassd.stage import PassThrough, StageInput
 from camclassd.threads import plan_threads, resolve_threads, source_cost
 from tests.conftest import LABELS, REPO, UINT8_MODEL, run_cli
@@ -296,11 +299,11 @@ class ClipSource:
     def open(self) -> None:
         self.index = 0
 
-    def read(self) -> np.ndarray | None:
+    def read(self) -> Capture | None:
         if self.index >= self.clip.frames:
             return None
         self.index += 1
-        return self.clip.render(self.index - 1)
+        return Capture(pixels=self.clip.render(self.index - 1))
 
     def close(self) -> None:
         """Nothing to release."""
@@ -333,8 +336,7 @@ def run_pipeline(clip: clips.Clip, mode: str) -> tuple[dict[str, int], list[Any]
         [Keep()],
         metrics,
         REPO,
-        source_factory=lambda name, camera, _dir: ClipSource(name, clip),
-        stage_factory=gate_stage,
+        source_factory=lambda name, camera: ClipSource(name, clip),
     )
     pipeline.start()
     try:
@@ -352,7 +354,7 @@ def test_the_gate_in_the_real_pipeline() -> None:
     assert counters["gated"] > clip.frames / 2
     # Only classified frames are numbered: no gaps for the gated ones.
     assert [result.seq for result in results] == list(range(1, len(results) + 1))
-    ratio = metrics.snapshot()["cameras"]["door"]["gate_open_ratio"]
+    ratio = gate_open_ratio(metrics.snapshot().cameras["door"].counters)
     assert ratio == round(counters["classified"] / clip.frames, 4)
     # The stable label changes exactly as without the gate (hysteresis, stable_frames).
     plain_counters, plain, _ = run_pipeline(clip, "always")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -54,7 +55,9 @@ def snapshot(root: Path) -> dict[str, str]:
 
 def test_files_land_where_expected(tmp_path: Path) -> None:
     root = tmp_path / "root"
-    install(root, "--skip-pip")
+    done = install(root, "--skip-pip")
+    # No command is offered that was not installed.
+    assert "no camclassd command was installed" in done.stdout, done.stdout
     prefix = root / "opt" / "camclassd"
     assert (prefix / "venv" / "bin" / "python").exists()
     cfg = (prefix / "venv" / "pyvenv.cfg").read_text()
@@ -196,9 +199,14 @@ def test_refuses_bad_options(tmp_path: Path) -> None:
 def test_real_pip_install_of_this_checkout(tmp_path: Path) -> None:
     """The pip step for real (dependencies left out: they would be downloaded, ~100 MB)."""
     root = tmp_path / "root"
-    install(root, "--pip-arg", "--no-deps", timeout=300)
+    done = install(root, "--pip-arg", "--no-deps", timeout=300)
     venv = root / "opt/camclassd/venv"
     assert (venv / "bin" / "camclassd").exists()
+    # The check-config command it prints names the staged binary and config, which exist.
+    match = re.search(r"check it: (\S+) check-config (\S+)\)", done.stdout)
+    assert match is not None, done.stdout
+    assert Path(match[1]) == venv / "bin" / "camclassd"
+    assert Path(match[2]) == root / "etc/camclassd/camclassd.toml" and Path(match[2]).exists()
     result = subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import camclassd, sys; print(camclassd.__file__)"],
         capture_output=True,

@@ -21,11 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
 from camclassd.config import Config
 from camclassd.errors import ConfigError
+from camclassd.frame import Frame
+from camclassd.metrics import Metrics, MetricsSnapshot
 from camclassd.mqtt.client import MqttService, read_password
 from camclassd.mqtt.session import reconnect_delay
 from camclassd.results import Classification, Prediction
@@ -208,9 +211,11 @@ def test_availability_online_retained_then_offline_on_stop(
 ) -> None:
     config = make_config(broker.port)
     device = config.device.resolved_id
+    early = subscribers(broker.port, [f"camclassd/{device}/status"])
     service = service_factory(config)
     service.publish_status(RecordingTarget().status())
     assert wait_until(lambda: service.connected)
+    early.wait_for(topic_is(f"camclassd/{device}/status"))  # it reached the broker
     # A subscriber arriving later still sees the retained online and status.
     late = subscribers(
         broker.port, [f"camclassd/{device}/availability", f"camclassd/{device}/status"]
@@ -272,7 +277,7 @@ def test_metrics_and_status_payloads_through_the_broker(
     sub = subscribers(broker.port, [f"camclassd/{device}/metrics", f"camclassd/{device}/status"])
     service = service_factory(config)
     assert wait_until(lambda: service.connected)
-    service.publish_metrics(sample_metrics())
+    service.publish_metrics(sample_metrics(service))
     message = sub.wait_for(topic_is(f"camclassd/{device}/metrics"))
     payload = json.loads(message.payload)
     validate(payload, "metrics")
@@ -289,36 +294,27 @@ def test_metrics_and_status_payloads_through_the_broker(
     validate(json.loads(status.payload), "status")
 
 
-def sample_metrics() -> dict[str, Any]:
-    stage = {"p50": 11.8, "p90": 12.5, "p99": 14.0, "max": 15.1, "count": 118}
-    return {
-        "uptime_s": 12.3,
-        "fps": 9.8,
-        "frames": {
-            "captured": 120,
-            "classified": 118,
-            "published": 118,
-            "dropped": 2,
-            "errors": 0,
-            "reconnects": 0,
-        },
-        "dropped": {"queue_full": 2},
-        "cameras": {
-            "front": {
-                "captured": 120,
-                "classified": 118,
-                "dropped": 2,
-                "errors": 0,
-                "reconnects": 0,
-                "fps": 9.8,
-            }
-        },
-        "latency_ms": {
-            name: dict(stage)
-            for name in ("capture_to_publish", "queue", "preprocess", "inference", "postprocess")
-        },
-        "process": {"cpu_percent": 41.0, "rss_mb": 96.5, "cpu_temp_c": None},
-    }
+def sample_metrics(link: MqttService | None = None) -> MetricsSnapshot:
+    """A snapshot of a real Metrics (one camera, 118 frames classified at 9.8 fps); with
+    `link`, its counters read at the snapshot as the daemon does."""
+    metrics = Metrics(window=50, cameras=["front"])
+    if link is not None:
+        metrics.on_collect(link.report)
+    every = 1 / 9.8  # s: 9.8 fps
+    t = time.monotonic() - 120 * every
+    for seq in range(120):
+        metrics.captured("front")
+        if seq < 2:
+            metrics.dropped("front", "queue_full")
+            continue
+        frame = Frame("front", seq, np.zeros((1, 1, 3), np.uint8), time.time(), t + seq * every)
+        frame.t_preprocessed = frame.t_captured + 0.0009
+        frame.t_dequeued = frame.t_preprocessed + 0.0004
+        frame.t_inferred = frame.t_dequeued + 0.0118
+        frame.t_published = frame.t_inferred + 0.0011
+        metrics.classified(frame)
+        metrics.published("front")
+    return metrics.snapshot()
 
 
 def test_start_never_blocks_while_the_broker_is_down(
@@ -362,19 +358,21 @@ def _outage(
 
     Returns the seqs received, the service counters and the reconnect time in seconds.
     """
-    # A fixed 0.5 s retry, so the test's subscriber is back on the broker before the service
-    # flushes its store to it (a flush to nobody would be lost: results are not retained).
+    # The service retries every 1 s, the subscriber every 0.05-0.1 s (it resubscribes on
+    # connect), so the subscriber is back before the service flushes its store to it: a flush
+    # to nobody would be lost, results are not retained.
     config = make_config(
         broker.port,
         buffer_size=buffer_size,
         qos_results=qos,
-        reconnect_min_s=0.5,
-        reconnect_max_s=0.5,
+        reconnect_min_s=1.0,
+        reconnect_max_s=1.0,
     )
     device = config.device.resolved_id
     topic = f"camclassd/{device}/front/classification"
     service = service_factory(config)
     sub = subscribers(broker.port, [topic])
+    sub.client.reconnect_delay_set(0.05, 0.1)  # type: ignore[arg-type]
     assert wait_until(lambda: service.connected)
     seq = 0
     for _ in range(5):
@@ -383,7 +381,6 @@ def _outage(
     assert len(sub.collect(topic_is(topic), 5)) == 5
     # Results published before the first SUBACK also go through the store: count from here.
     before = service.counters()["delivered_after_reconnect"]
-    sub.close()
     broker.stop()
     assert wait_until(lambda: not service.connected)
     for _ in range(during):
@@ -393,7 +390,6 @@ def _outage(
     time.sleep(max(0.0, 2.0 - during * 0.01))  # an outage of about 2 s
     broker.start()
     restarted = time.monotonic()
-    sub = subscribers(broker.port, [topic])
     assert wait_until(lambda: service.connected, timeout=10)
     reconnect_s = time.monotonic() - restarted
     # Results published now would queue behind the store, which is flushed after the SUBACK.
@@ -432,7 +428,7 @@ def test_outage_drops_beyond_the_buffer_and_keeps_order(
         print(
             f"\n[figures] outage QoS{qos}: 40 published while down, buffer 5: delivered 5 "
             f"after reconnect, dropped {counters['dropped']}; reconnect {reconnect_s * 1000:.0f}"
-            " ms after the broker returned (reconnect_max_s 0.5)"
+            " ms after the broker returned (retry every 1 s)"
         )
 
 
@@ -514,7 +510,7 @@ def test_metrics_report_the_store_after_an_outage(
     broker.start()
     sub = subscribers(broker.port, [f"camclassd/{device}/metrics"])
     assert wait_until(lambda: service.counters()["delivered_after_reconnect"] == 2, timeout=10)
-    service.publish_metrics(sample_metrics())
+    service.publish_metrics(sample_metrics(service))
     payload = json.loads(sub.wait_for(topic_is(f"camclassd/{device}/metrics")).payload)
     validate(payload, "metrics")
     assert payload["mqtt"] == {

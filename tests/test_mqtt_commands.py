@@ -156,6 +156,12 @@ def test_every_request_gets_one_reply_and_bad_input_changes_nothing(name: str, b
     assert reply["command"] == name
 
 
+@pytest.mark.parametrize("value", ["1", "0", "null", '"yes"'])
+def test_pause_flag_must_be_a_boolean(value: str) -> None:
+    parsed = parse_command("pause", f'{{"paused": {value}}}'.encode(), MAX)
+    assert isinstance(parsed, CommandError) and "'paused' must be true or false" in parsed.message
+
+
 def test_a_target_that_raises_gets_an_error_reply() -> None:
     class Broken(RecordingTarget):
         def set_paused(self, paused: bool) -> None:

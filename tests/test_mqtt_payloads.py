@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from typing import Any
@@ -13,12 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from camclassd.metrics import Metrics
 from camclassd.mqtt.payloads import (
     classification_payload,
     encode,
     json_safe,
     metrics_payload,
-    mqtt_counters,
     reply_payload,
     snapshot_jpeg,
     status_payload,
@@ -36,10 +37,18 @@ from tests.test_mqtt_client import (
     validate,
 )
 
-SCHEMA_NAMES = ["classification", "metrics", "status", "command-reply", "ha-discovery-sensor"]
-COUNTERS = mqtt_counters(
-    buffered=0, dropped=3, delivered_after_reconnect=7, reconnects=1, connected=True
-)
+SCHEMA_NAMES = [
+    "classification",
+    "metrics",
+    "status",
+    "command-reply",
+    "event",
+    "ha-discovery-device",
+    *(
+        f"ha-discovery-{p}"
+        for p in ("sensor", "binary-sensor", "image", "event", "button", "switch")
+    ),
+]
 
 
 @pytest.mark.parametrize("name", SCHEMA_NAMES)
@@ -132,21 +141,76 @@ def test_classification_payload_always_encodes_and_validates(
     assert json.loads(encode(payload)) == payload
 
 
-def test_metrics_payload_validates_and_carries_the_mqtt_counters() -> None:
+def test_metrics_payload_validates_and_survives_numpy_and_nan() -> None:
     snapshot = sample_metrics()
-    snapshot["fps"] = np.float64(9.8)  # numpy scalars from percentile maths
-    snapshot["latency_ms"]["inference"]["p99"] = math.nan
-    payload = metrics_payload(snapshot, "pi-door", COUNTERS, 1.7e9)
+    inference = dataclasses.replace(snapshot.latency["inference"], p99_s=math.nan)
+    snapshot = dataclasses.replace(
+        snapshot,
+        fps=np.float64(9.8),  # numpy scalars from percentile maths
+        latency={**snapshot.latency, "inference": inference},
+    )
+    payload = metrics_payload(snapshot, "pi-door", 1.7e9)
     validate(payload, "metrics")
-    assert payload["mqtt"] == COUNTERS
     assert payload["fps"] == 9.8 and isinstance(payload["fps"], float)
     assert payload["latency_ms"]["inference"]["p99"] is None
-    assert payload["device"] == "pi-door" and payload["ts"].endswith("Z")
+    assert payload["device"] == "pi-door" and payload["ts"] == "2023-11-14T22:13:20.000Z"
     json.loads(encode(payload))
 
 
+def test_metrics_payload_keys_are_the_documented_ones() -> None:
+    """The MQTT rendering keeps the keys (and their order) of every earlier release."""
+    payload = metrics_payload(sample_metrics(), "pi-door", 1.7e9)
+    assert list(payload) == [
+        "ts", "device", "uptime_s", "fps", "frames", "dropped", "cameras", "latency_ms",
+        "process", "mqtt",
+    ]  # fmt: skip
+    # Extended, never changed: "gated" (frames a camera's gate skipped) joined the counters.
+    assert payload["frames"] == {
+        "captured": 120, "gated": 0, "classified": 118, "published": 118, "dropped": 2,
+        "errors": 0, "reconnects": 0,
+    }  # fmt: skip
+    assert payload["dropped"] == {"queue_full": 2}
+    front = payload["cameras"]["front"]
+    assert list(front) == [
+        "captured", "gated", "classified", "dropped", "errors", "reconnects", "fps",
+        "gate_open_ratio",
+    ]  # fmt: skip
+    assert front["fps"] == 9.8 == payload["fps"]
+    assert list(payload["latency_ms"]) == [
+        "capture_to_publish", "queue", "preprocess", "inference", "postprocess"
+    ]  # fmt: skip
+    inference = payload["latency_ms"]["inference"]
+    assert list(inference) == ["p50", "p90", "p99", "max", "count"]
+    assert inference["count"] == 118 and inference["p50"] == pytest.approx(11.8, abs=0.01)
+    assert list(payload["process"]) == ["cpu_percent", "rss_mb", "cpu_temperature_c", "throttled"]
+    assert payload["mqtt"] == {
+        "buffered": 0, "dropped": 0, "delivered_after_reconnect": 0, "reconnects": 0,
+        "connected": False,
+    }  # fmt: skip
+
+
+def test_metrics_payload_shows_the_parts_added_later() -> None:
+    """Counters and gauges that other parts record (a gate's, the MQTT link's) extend it."""
+    metrics = Metrics(window=10, cameras=["front"], sample_process=False)
+    for _ in range(28):
+        metrics.captured("front")
+    metrics.gated("front", 7)
+    metrics.set_gauge("mqtt_buffered", 3)
+    metrics.set_gauge("mqtt_connected", 1)
+    metrics.set_counter("mqtt_dropped", 4)
+    payload = metrics_payload(metrics.snapshot(), "pi-door", 1.7e9)
+    validate(payload, "metrics")
+    assert payload["frames"]["gated"] == 7 == payload["cameras"]["front"]["gated"]
+    assert payload["cameras"]["front"]["gate_open_ratio"] == 0.75  # 21 of 28 let through
+    assert "process" not in payload
+    assert payload["mqtt"] == {
+        "buffered": 3, "dropped": 4, "delivered_after_reconnect": 0, "reconnects": 0,
+        "connected": True,
+    }  # fmt: skip
+
+
 def test_metrics_schema_rejects_a_payload_without_counters() -> None:
-    payload = metrics_payload(sample_metrics(), "pi-door", COUNTERS, 1.7e9)
+    payload = metrics_payload(sample_metrics(), "pi-door", 1.7e9)
     del payload["mqtt"]
     with pytest.raises(jsonschema.ValidationError):
         validate(payload, "metrics")

@@ -17,13 +17,14 @@ import cv2
 import numpy as np
 import pytest
 
-from camclassd.config import Config, Picamera2Camera
+from camclassd.cameras import open_source
+from camclassd.cameras.picamera2 import Picamera2Camera
+from camclassd.config import Config
 from camclassd.engine import Engine
 from camclassd.errors import SourceError
 from camclassd.metrics import Metrics
 from camclassd.pipeline import Pipeline
-from camclassd.sources import Picamera2Source, open_source
-from camclassd.sources.picamera2 import NOT_INSTALLED, yuv420_to_rgb
+from camclassd.sources.picamera2 import NOT_INSTALLED, Picamera2Source, yuv420_to_rgb
 from tests import fake_picamera2
 from tests.conftest import LABELS, UINT8_MODEL
 from tests.test_pipeline import Collect
@@ -59,7 +60,7 @@ def test_configures_main_lores_and_controls(fake: type[fake_picamera2.Picamera2]
     config = Picamera2Camera(
         resolution=(1920, 1080), lores=(300, 224), fps=15, scaler_crop=(100, 50, 1600, 900)
     )
-    source = open_source("pi", config, Path("."))
+    source = open_source("pi", config)
     source.open()
     try:
         camera = fake.instances[-1]
@@ -87,10 +88,34 @@ def test_lores_with_rounded_width_and_stride_padding_converts_exactly(
         assert source.lores_size == (320, 224)
         assert source.lores_stride == 384
         for index in range(3):
-            frame = source.read()
-            assert frame is not None
+            capture = source.read()
+            assert capture is not None
+            frame = capture.pixels
             assert frame.shape == (224, 320, 3) and frame.dtype == np.uint8
             np.testing.assert_array_equal(frame, expected_rgb(320, 224, index))
+    finally:
+        source.close()
+
+
+def test_one_request_gives_the_lores_frame_its_y_plane_and_the_main_image(
+    fake: type[fake_picamera2.Picamera2],
+) -> None:
+    source = Picamera2Source("pi", lores=(300, 224), resolution=(640, 480))
+    source.open()
+    try:
+        camera = fake.instances[-1]
+        for index in range(2):
+            capture = source.read()
+            assert capture is not None
+            assert camera.held == 0  # every request went back to the camera
+            # The main stream of the same request, as RGB (picamera2's RGB888 is B, G, R).
+            assert capture.full is not None
+            np.testing.assert_array_equal(capture.full, fake_picamera2.pattern(640, 480, index))
+            # The Y plane as the ISP wrote it: no padding, no conversion, read-only.
+            assert capture.luma is not None
+            luma = cv2.cvtColor(fake_picamera2.pattern(320, 224, index), cv2.COLOR_RGB2YUV_I420)
+            np.testing.assert_array_equal(capture.luma, luma[:224])
+            assert not capture.luma.flags.writeable
     finally:
         source.close()
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from camclassd.cameras import open_source
 from camclassd.config import CameraConfig, Config
 from camclassd.engine import Engine
 from camclassd.errors import ModelError, SourceError
@@ -22,7 +23,8 @@ from camclassd.metrics import Metrics
 from camclassd.pipeline import Pipeline
 from camclassd.results import Classification
 from camclassd.snapshots import Snapshot
-from camclassd.sources import Source, SyntheticSource, open_source
+from camclassd.sources import Capture, Source
+from camclassd.sources.synthetic import SyntheticSource
 from tests.conftest import GOLDEN, LABELS, MODELS, SAMPLES, UINT8_MODEL
 
 
@@ -202,7 +204,7 @@ def test_slow_sink_keeps_queue_bounded_and_counts_drops(running: list[Pipeline])
     assert max(depths) <= 2
     counters = metrics.counters()
     snapshot = metrics.snapshot()
-    assert snapshot["dropped"]["queue_full"] > 10 * counters["classified"] / 4
+    assert snapshot.dropped()["queue_full"] > 10 * counters["classified"] / 4
     assert counters["captured"] == counters["classified"] + counters["dropped"] + counters["gated"]
     # drop-oldest keeps the newest: frames reach the sink with growing gaps in seq.
     seqs = [r.seq for r in sink.results]
@@ -258,7 +260,7 @@ def test_inference_error_is_counted_and_survived() -> None:
     assert pipeline.stop(5.0)
     photos = len(list(SAMPLES.glob("*.jpg")))
     assert [r.seq for r in sink.results] == [s for s in range(1, photos + 1) if s != 2]
-    assert metrics.snapshot()["dropped"] == {"inference_error": 1}
+    assert metrics.snapshot().dropped() == {"inference_error": 1}
     counters = metrics.counters()
     assert counters["errors"] == 1
     assert counters["captured"] == counters["classified"] + counters["dropped"] + counters["gated"]
@@ -277,12 +279,12 @@ class BadFrames:
     def open(self) -> None:
         self.inner.open()
 
-    def read(self) -> np.ndarray | None:
+    def read(self) -> Capture | None:
         self.reads += 1
         if self.reads > 30:
             return None
         if self.reads % 3 == 0:
-            return np.zeros((0, 320, 3), dtype=np.uint8)
+            return Capture(np.zeros((0, 320, 3), dtype=np.uint8))
         return self.inner.read()
 
     def close(self) -> None:
@@ -303,7 +305,7 @@ def test_bad_frames_are_counted_and_survived() -> None:
     counters = metrics.counters()
     assert counters["classified"] == 20 == sink.count()
     assert counters["errors"] == 10
-    assert metrics.snapshot()["dropped"] == {"bad_frame": 10}
+    assert metrics.snapshot().dropped() == {"bad_frame": 10}
     assert counters["captured"] == counters["classified"] + counters["dropped"] + counters["gated"]
 
 
@@ -326,7 +328,7 @@ class FailingSource:
         self.reads = 0
         self.inner.open()
 
-    def read(self) -> np.ndarray | None:
+    def read(self) -> Capture | None:
         self.reads += 1
         if self.reads == self.fail_at:
             time.sleep(self.hang_s)
@@ -337,9 +339,9 @@ class FailingSource:
         self.inner.close()
 
 
-def factory_with(special: dict[str, Source]) -> Callable[[str, CameraConfig, Path], Source]:
-    def make(name: str, camera: CameraConfig, config_dir: Path) -> Source:
-        return special[name] if name in special else open_source(name, camera, config_dir)
+def factory_with(special: dict[str, Source]) -> Callable[[str, CameraConfig], Source]:
+    def make(name: str, camera: CameraConfig) -> Source:
+        return special[name] if name in special else open_source(name, camera)
 
     return make
 
@@ -356,7 +358,7 @@ def test_failing_source_is_reopened(running: list[Pipeline], hang_s: float) -> N
     assert pipeline.stop(5.0)
     counters = metrics.counters()
     assert counters["reconnects"] >= 2
-    assert metrics.snapshot()["cameras"]["flaky"]["reconnects"] == counters["reconnects"]
+    assert metrics.snapshot().cameras["flaky"].counters["reconnects"] == counters["reconnects"]
     assert counters["errors"] >= 2  # each failure counted
 
 
@@ -396,7 +398,7 @@ def test_last_alive_stops_when_a_camera_hangs(running: list[Pipeline]) -> None:
     release = threading.Event()
 
     class Hangs(FailingSource):
-        def read(self) -> np.ndarray | None:
+        def read(self) -> Capture | None:
             self.reads += 1
             if self.reads > 3:
                 release.wait(10)
@@ -407,7 +409,10 @@ def test_last_alive_stops_when_a_camera_hangs(running: list[Pipeline]) -> None:
     pipeline, _ = start(
         running, config, [sink], source_factory=factory_with({"hangs": Hangs("hangs", 0)})
     )
-    assert wait_until(lambda: pipeline.last_results.get("hangs", None) is not None)
+    # All three frames before the hang classified (under load they trail the first one).
+    assert wait_until(
+        lambda: (last := pipeline.last_results.get("hangs")) is not None and last.seq == 3
+    )
     time.sleep(0.3)
     before = sink.count()
     stalled_at = pipeline.last_alive
@@ -570,7 +575,7 @@ def test_camera_whose_open_raises_unexpectedly_is_retried(running: list[Pipeline
     assert wait_until(lambda: any(r.camera == "buggy" for r in list(sink.results)))
     assert not pipeline.failed and not pipeline.finished.is_set()
     assert pipeline.stop(5.0)
-    assert metrics.snapshot()["cameras"]["buggy"]["reconnects"] >= 1
+    assert metrics.snapshot().cameras["buggy"].counters["reconnects"] >= 1
 
 
 def test_camera_whose_reopen_raises_unexpectedly_keeps_retrying(running: list[Pipeline]) -> None:

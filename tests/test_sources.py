@@ -11,20 +11,27 @@ import cv2
 import numpy as np
 import pytest
 
-from camclassd.config import ImagesCamera, OpenCVCamera, SyntheticCamera
+from camclassd.cameras import absolute_paths, open_source
+from camclassd.cameras.images import ImagesCamera
+from camclassd.cameras.opencv import OpenCVCamera
+from camclassd.cameras.synthetic import SyntheticCamera
+from camclassd.configfile import resolve_path
 from camclassd.errors import SourceError
-from camclassd.sources import (
-    Backoff,
-    ImagesSource,
-    OpenCVSource,
-    SyntheticSource,
-    open_source,
-    reopen,
-)
-from camclassd.sources.opencv import classify_uri
+from camclassd.sources import Backoff, Capture, reopen
+from camclassd.sources.images import ImagesSource
+from camclassd.sources.opencv import OpenCVSource, classify_uri
+from camclassd.sources.synthetic import SyntheticSource
 from tests.conftest import SAMPLES
 
 VIDEO_SIZE = (160, 120)
+
+
+def pixels(capture: Capture | None) -> np.ndarray | None:
+    """The model frame of a read; images, video and synthetic sources have no more."""
+    if capture is None:
+        return None
+    assert capture.full is None and capture.luma is None
+    return capture.pixels
 
 
 def rgb_of(path: Path) -> np.ndarray:
@@ -56,7 +63,7 @@ def test_images_sorted_looped_and_rgb() -> None:
     source = ImagesSource("cam", SAMPLES)
     source.open()
     assert source.files == photos
-    got = [source.read() for _ in range(len(photos) + 1)]
+    got = [pixels(source.read()) for _ in range(len(photos) + 1)]
     for frame, photo in zip(got, [*photos, photos[0]], strict=True):
         assert frame is not None
         np.testing.assert_array_equal(frame, rgb_of(photo))
@@ -70,7 +77,7 @@ def test_images_glob_without_loop_ends(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("ignored")
     source = ImagesSource("cam", tmp_path / "*.jpg", loop=False)
     source.open()
-    frames = [source.read() for _ in range(3)]
+    frames = [pixels(source.read()) for _ in range(3)]
     assert all(frame is not None for frame in frames[:2])
     assert frames[2] is None  # broken.jpg was skipped, then the end
 
@@ -101,7 +108,7 @@ def test_images_fps_pacing() -> None:
 def test_synthetic_cycles_premade_frames() -> None:
     source = SyntheticSource("syn", 320, 200)
     source.open()
-    frames = [frame for _ in range(8) if (frame := source.read()) is not None]
+    frames = [frame for _ in range(8) if (frame := pixels(source.read())) is not None]
     assert len(frames) == 8
     assert all(f.shape == (200, 320, 3) and f.dtype == np.uint8 for f in frames)
     assert frames[0] is frames[2]  # cycled, not regenerated
@@ -136,7 +143,7 @@ def test_opencv_video_file_stops_at_end(video: tuple[Path, list[np.ndarray]]) ->
     assert not source.live
     source.open()
     frames = []
-    while (frame := source.read()) is not None:
+    while (frame := pixels(source.read())) is not None:
         frames.append(frame)
     source.close()
     assert len(frames) == len(written)
@@ -150,7 +157,7 @@ def test_opencv_video_file_loops(video: tuple[Path, list[np.ndarray]]) -> None:
     path, written = video
     source = OpenCVSource("vid", str(path), loop=True)
     source.open()
-    frames = [source.read() for _ in range(len(written) + 2)]
+    frames = [pixels(source.read()) for _ in range(len(written) + 2)]
     source.close()
     assert all(frame is not None for frame in frames)
     first, again = frames[0], frames[len(written)]
@@ -170,18 +177,22 @@ def test_opencv_missing_file_and_dead_stream(tmp_path: Path) -> None:
     assert time.monotonic() - started < 10
 
 
-def test_open_source_resolves_relative_paths(tmp_path: Path) -> None:
+def test_camera_paths_are_resolved_then_opened(tmp_path: Path) -> None:
     (tmp_path / "media").mkdir()
     shutil.copy(SAMPLES / "coffee.jpg", tmp_path / "media" / "coffee.jpg")
-    source = open_source("cam", ImagesCamera(path="media/*.jpg"), tmp_path)
+
+    def absolute(path: Path) -> Path:
+        return resolve_path(tmp_path, path)
+
+    images = absolute_paths(ImagesCamera(path="media/*.jpg"), absolute)
+    source = open_source("cam", images)
     source.open()
     assert source.read() is not None
-    video_source = open_source("vid", OpenCVCamera(uri="media/clip.avi"), tmp_path)
+    clip = absolute_paths(OpenCVCamera(uri="media/clip.avi"), absolute)
+    video_source = open_source("vid", clip)
     assert isinstance(video_source, OpenCVSource)
     assert video_source.uri == str(tmp_path / "media" / "clip.avi")
-    assert isinstance(
-        open_source("syn", SyntheticCamera(width=32, height=16), tmp_path), SyntheticSource
-    )
+    assert isinstance(open_source("syn", SyntheticCamera(width=32, height=16)), SyntheticSource)
 
 
 # ---- reopen with backoff ---------------------------------------------------------------------

@@ -12,7 +12,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from camclassd.engine import DEFAULT_LABELS_FILE, Engine, default_model_paths
+from camclassd.constants import DEFAULT_LABELS_FILE
+from camclassd.engine import Engine, default_model_paths
 from camclassd.errors import (
     EXIT_OK,
     CamclassdError,

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from camclassd import __version__
-from camclassd.config import DEFAULT_CONFIG_PATH
+from camclassd.constants import CROPS, DEFAULT_CONFIG_PATH, DELEGATES
 from camclassd.errors import EXIT_FAILURE, CamclassdError
 
 # subcommand -> "module:function"; each function takes the parsed args and returns an exit code.
@@ -45,8 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", type=Path, default=None, help="labels file, one label a line")
     p.add_argument("--top-k", type=int, default=3, help="classes to show per image (default 3)")
     p.add_argument("--threads", type=int, default=2, help="interpreter threads (default 2)")
-    p.add_argument("--crop", choices=["center", "squash", "letterbox"], default="center")
-    p.add_argument("--delegate", choices=["none", "edgetpu"], default="none")
+    # No 'roi' here: there is no option to give the region.
+    p.add_argument("--crop", choices=[c for c in CROPS if c != "roi"], default="center")
+    p.add_argument("--delegate", choices=DELEGATES, default="none")
     p.add_argument("--json", action="store_true", help="one JSON object per image")
 
     # --- run (daemon) ---
@@ -88,7 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="with --gate: the length of every clip (default: 60 s still, 30 s change, ...)",
     )
-    p.add_argument("--source", default="synthetic:640x480", help="synthetic:WxH, a file or a dir")
+    p.add_argument(
+        "--source",
+        default="synthetic:640x480",
+        help="synthetic:WxH, picamera2:N, a video file or stream URL, or images (file, dir, glob)",
+    )
     p.add_argument("--frames", type=int, default=300, help="frames per measurement")
     p.add_argument(
         "--soak", type=int, default=0, help="also check RSS growth over N frames (0: skip)"

@@ -8,31 +8,31 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, field_validator, model_validator
 
-from camclassd.gate_config import GateConfig
+from camclassd.cameras import TYPES, CameraBase, CameraConfig
+from camclassd.cameras.picamera2 import Picamera2Camera
+from camclassd.constants import (
+    DEFAULT_CONFIG_PATH,
+    DEFAULT_LABELS_FILE,
+    DEFAULT_MODEL_DIR,
+    DEFAULT_MODEL_FILE,
+    Delegate,
+)
+from camclassd.schema import RELATIVE_PATHS, Section, cross_field_error, file_path, fraction
 
-DEFAULT_CONFIG_PATH = Path("/etc/camclassd/camclassd.toml")
-DEFAULT_MODEL_DIR = Path("/opt/camclassd/models")
-
-
-class Section(BaseModel):
-    # inf/nan would slip past every `ge`/`le` bound and mean nothing in a config.
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False
-    )
-
-
-def cross_field_error(field: str | tuple[str, ...], message: str) -> PydanticCustomError:
-    """A model-level rule broken by one field: `ctx["field"]` lets the loader name the key.
-
-    (pydantic locates a model validator's error at the model, not at the field that is wrong.)
-    """
-    path = (field,) if isinstance(field, str) else field
-    return PydanticCustomError("cross_field", message, {"field": path})
+__all__ = [
+    "CAMERA_MODELS",
+    "DEFAULT_CONFIG_PATH",
+    "DEFAULT_MODEL_DIR",
+    "CameraBase",
+    "CameraConfig",
+    "Config",
+    "Section",
+    "cross_field_error",
+]
 
 
 class DeviceConfig(Section):
@@ -57,171 +57,15 @@ def _sanitise_id(raw: str) -> str:
     return cleaned.strip("-")[:64] or "camclassd"
 
 
-Crop = Literal["center", "roi", "squash", "letterbox"]
-Interpolation = Literal["nearest", "linear", "area", "cubic"]
-
-
-class CameraBase(Section):
-    enabled: bool = Field(
-        default=True, description="Set false to keep a camera in the file but not run it."
-    )
-    crop: Crop = Field(
-        default="center",
-        description="How the frame is fitted to the square model input: 'center' (centre "
-        "square, the crop the model saw in training), 'roi' (the region in `roi`), 'squash' "
-        "(whole frame, aspect ratio not kept) or 'letterbox' (whole frame, padded).",
-    )
-    roi: tuple[float, float, float, float] | None = Field(
-        default=None,
-        description="Region of interest as normalised [x1, y1, x2, y2] in 0..1 of the frame; "
-        "used when crop = 'roi'.",
-        examples=[(0.25, 0.2, 0.75, 0.9)],
-    )
-    interpolation: Interpolation = Field(
-        default="linear",
-        description="Resize interpolation. 'linear' costs ~0.15 ms a frame; 'area' is "
-        "smoother on big downscales but costs 1-5 ms.",
-    )
-    gate: GateConfig = Field(
-        default_factory=GateConfig,
-        description="The scene-change gate: classify when the view changes (docs/gate.md).",
-    )
-
-    @model_validator(mode="after")
-    def _check_roi(self) -> CameraBase:
-        if self.crop == "roi" and self.roi is None:
-            raise cross_field_error("roi", "crop = 'roi' needs roi = [x1, y1, x2, y2]")
-        if self.roi is not None:
-            x1, y1, x2, y2 = self.roi
-            if not (0.0 <= x1 < x2 <= 1.0 and 0.0 <= y1 < y2 <= 1.0):
-                raise cross_field_error(
-                    "roi",
-                    f"roi {list(self.roi)} must lie inside the frame: 0 <= x1 < x2 <= 1 and "
-                    "0 <= y1 < y2 <= 1",
-                )
-        return self
-
-
-class Picamera2Camera(CameraBase):
-    """A Raspberry Pi camera (libcamera through picamera2); inference reads the lores stream."""
-
-    type: Literal["picamera2"] = "picamera2"
-    camera_num: int = Field(default=0, ge=0, description="Which Pi camera (0 for the first).")
-    resolution: tuple[int, int] = Field(
-        default=(1280, 720), description="Main stream size [width, height], kept for snapshots."
-    )
-    lores: tuple[int, int] = Field(
-        default=(320, 240),
-        description="Low-resolution YUV420 stream [width, height] that inference reads; the "
-        "ISP may round the width up.",
-    )
-    fps: float = Field(default=10.0, gt=0, le=120, description="Frame rate asked of the sensor.")
-    scaler_crop: tuple[int, int, int, int] | None = Field(
-        default=None,
-        description="Hardware crop [x, y, width, height] in sensor pixels (ScalerCrop).",
-        examples=[(0, 0, 2304, 1296)],
-    )
-    capture_timeout_s: float = Field(
-        default=5.0,
-        gt=0,
-        description="A capture that takes longer counts as a stall: the camera is reopened.",
-    )
-
-
-class OpenCVCamera(CameraBase):
-    """A USB camera, a video file or an RTSP/HTTP stream, read through OpenCV."""
-
-    type: Literal["opencv"] = "opencv"
-    uri: str = Field(
-        min_length=1,
-        description="Device index ('0'), device path ('/dev/video0'), video file path, or "
-        "rtsp:// / http(s):// URL.",
-        examples=["/dev/video0"],
-    )
-    width: int | None = Field(
-        default=None, gt=0, description="Capture width to ask a USB camera for.", examples=[640]
-    )
-    height: int | None = Field(
-        default=None, gt=0, description="Capture height to ask a USB camera for.", examples=[480]
-    )
-    fps: float | None = Field(
-        default=None,
-        gt=0,
-        description="Frame rate: asked of a camera; for a file, the playback rate "
-        "(unset: as fast as it can be classified).",
-        examples=[10.0],
-    )
-    loop: bool = Field(default=True, description="For video files: start again at the end.")
-    rtsp_transport: Literal["tcp", "udp"] = Field(
-        default="tcp", description="RTSP transport; TCP survives lossy Wi-Fi better."
-    )
-    read_timeout_s: float = Field(
-        default=5.0,
-        gt=0,
-        description="A read that takes longer counts as a stall: the stream is reopened.",
-    )
-
-
-class ImagesCamera(CameraBase):
-    """Still images from a directory or glob, replayed as a camera (tests, demos)."""
-
-    type: Literal["images"] = "images"
-    path: str = Field(
-        min_length=1,
-        description="A directory of images or a glob such as 'photos/*.jpg'. Relative paths "
-        "are relative to this file.",
-        examples=["photos/*.jpg"],
-    )
-    fps: float | None = Field(
-        default=None,
-        gt=0,
-        description="Frames per second to emit; unset: as fast as classified.",
-        examples=[2.0],
-    )
-    loop: bool = Field(default=True, description="Start again after the last image.")
-
-
-class SyntheticCamera(CameraBase):
-    """Generated frames, no hardware needed (benchmarks, smoke tests)."""
-
-    type: Literal["synthetic"] = "synthetic"
-    width: int = Field(default=640, gt=0, le=8192, description="Frame width in pixels.")
-    height: int = Field(default=480, gt=0, le=8192, description="Frame height in pixels.")
-    fps: float | None = Field(
-        default=None,
-        gt=0,
-        description="Frames per second to emit; unset: as fast as possible.",
-        examples=[10.0],
-    )
-
-
-CameraConfig = Annotated[
-    Picamera2Camera | OpenCVCamera | ImagesCamera | SyntheticCamera,
-    Field(discriminator="type"),
-]
-
-# One class per camera `type`, in the order the default config documents them.
-CAMERA_MODELS: tuple[type[CameraBase], ...] = (
-    Picamera2Camera,
-    OpenCVCamera,
-    ImagesCamera,
-    SyntheticCamera,
-)
+# One model per camera `type`, in the order the default config documents them.
+CAMERA_MODELS: tuple[type[CameraBase], ...] = tuple(kind.model for kind in TYPES)
 
 
 class ModelConfig(Section):
-    path: Path = Field(
-        default=DEFAULT_MODEL_DIR / "efficientnet_lite0_uint8.tflite",
-        # A Path default fails validation in JSON mode (used by the loader); it is valid anyway.
-        validate_default=False,
-        description="The .tflite image classifier. Relative paths are relative to this file.",
-    )
-    labels: Path = Field(
-        default=DEFAULT_MODEL_DIR / "imagenet_labels.txt",
-        # A Path default fails validation in JSON mode (used by the loader); it is valid anyway.
-        validate_default=False,
-        description="Labels file, one label a line, line i = class i (a leading background "
-        "class is detected). Relative paths are relative to this file.",
+    path: Path = file_path(DEFAULT_MODEL_DIR / DEFAULT_MODEL_FILE, "The .tflite image classifier.")
+    labels: Path = file_path(
+        DEFAULT_MODEL_DIR / DEFAULT_LABELS_FILE,
+        "Labels file, one label a line, line i = class i (a leading background class is detected).",
     )
     num_threads: int | Literal["auto"] = Field(
         default="auto",
@@ -230,9 +74,10 @@ class ModelConfig(Section):
         "own, a picamera2 lores stream almost none), shared among the workers, at most 4 "
         "(docs/performance.md).",
     )
-    delegate: Literal["none", "edgetpu"] = Field(
+    delegate: Delegate = Field(
         default="none", description="'edgetpu' loads libedgetpu.so.1 for a Coral Edge TPU model."
     )
+    top_k: int = Field(default=3, ge=1, le=20, description="How many classes each result carries.")
 
     @field_validator("num_threads", mode="before")
     @classmethod
@@ -243,8 +88,6 @@ class ModelConfig(Section):
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 16:
             raise ValueError(f"must be a whole number from 1 to 16, or 'auto'; got {value!r}")
         return value
-
-    top_k: int = Field(default=3, ge=1, le=20, description="How many classes each result carries.")
 
 
 class PipelineConfig(Section):
@@ -268,20 +111,12 @@ class PipelineConfig(Section):
     max_batch_wait_ms: float = Field(
         default=5.0, ge=0, le=1000, description="How long a worker waits to fill a batch."
     )
-    min_score: float = Field(
-        default=0.0, ge=0, le=1, description="Classes scoring below this are left out of the top-k."
+    min_score: float = fraction(0.0, "Classes scoring below this are left out of the top-k.")
+    threshold_high: float = fraction(
+        0.5, "A label becomes the stable label when its score reaches this."
     )
-    threshold_high: float = Field(
-        default=0.5,
-        ge=0,
-        le=1,
-        description="A label becomes the stable label when its score reaches this.",
-    )
-    threshold_low: float = Field(
-        default=0.3,
-        ge=0,
-        le=1,
-        description="The stable label is cleared when its score falls below this.",
+    threshold_low: float = fraction(
+        0.3, "The stable label is cleared when its score falls below this."
     )
     stable_frames: int = Field(
         default=3, ge=1, le=1000, description="A new top label must hold for this many frames."
@@ -326,8 +161,7 @@ class TLSConfig(Section):
     enabled: bool = Field(default=False, description="Connect with TLS.")
     ca_file: Path | None = Field(
         default=None,
-        description="CA certificate file; unset: the system CAs. Relative paths are relative "
-        "to this file.",
+        description=f"CA certificate file; unset: the system CAs. {RELATIVE_PATHS}",
         examples=["/etc/camclassd/ca.crt"],
     )
     cert_file: Path | None = Field(
@@ -451,6 +285,18 @@ class HomeAssistantConfig(Section):
         min_length=1,
         description="Home Assistant's birth topic; 'online' there re-sends discovery.",
     )
+    discovery: Literal["device", "components"] = Field(
+        default="device",
+        description="'device': one device-based discovery config (Home Assistant >= "
+        "2024.11); 'components': one config per entity, for older Home Assistant and other "
+        "consumers of its discovery. Switching hands the entities over, keeping their ids.",
+    )
+    support_url: str = Field(
+        default="",
+        pattern=r"^(https?://\S+)?$",
+        description="The support link shown in Home Assistant's discovery origin; empty: none.",
+        examples=["https://example.com/camclassd"],
+    )
 
 
 class MetricsConfig(Section):
@@ -463,6 +309,20 @@ class MetricsConfig(Section):
         le=100_000,
         description="Latency samples per stage the percentiles are taken over.",
     )
+
+
+class PrometheusConfig(Section):
+    enabled: bool = Field(
+        default=False,
+        description="Serve the metrics for Prometheus over HTTP at http://HOST:PORT/metrics.",
+    )
+    host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Address to listen on; '0.0.0.0' (or '::') lets other machines scrape. "
+        "The endpoint has no authentication.",
+    )
+    port: int = Field(default=9473, ge=1, le=65535, description="TCP port to listen on.")
 
 
 class LoggingConfig(Section):
@@ -493,6 +353,9 @@ class Config(Section):
         default_factory=HomeAssistantConfig, description="Home Assistant discovery."
     )
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Metrics.")
+    prometheus: PrometheusConfig = Field(
+        default_factory=PrometheusConfig, description="The Prometheus endpoint (off by default)."
+    )
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
 
     @model_validator(mode="after")

@@ -23,13 +23,16 @@ from typing import Any
 from camclassd import __version__
 from camclassd.commands import Command, CommandInbox, Request, answer, execute, refusal
 from camclassd.config import Config
-from camclassd.configfile import load_config
+from camclassd.configfile import load_config_and_secrets
+from camclassd.endpoint import MetricsEndpoint
 from camclassd.engine import Engine
 from camclassd.errors import EXIT_FAILURE, EXIT_OK, ConfigError, UsageError
 from camclassd.metrics import Metrics
-from camclassd.mqtt.client import MqttService, read_password
+from camclassd.mqtt.client import MqttService
+from camclassd.mqtt.ha_entities import Features
 from camclassd.pipeline import Pipeline
 from camclassd.reload import plan
+from camclassd.secrets import MqttSecrets
 from camclassd.service import Notifier, setup_logging, watchdog_due
 from camclassd.sinks import JsonLinesSink, Sink
 from camclassd.threads import resolve_threads
@@ -55,6 +58,7 @@ class Runtime:
     config: Config
     config_digest: str
     metrics: Metrics
+    endpoint: MetricsEndpoint  # Prometheus, when [prometheus] enabled
     mqtt: MqttService | None
     sinks: list[Sink]
     pipeline: Pipeline
@@ -91,21 +95,29 @@ class Daemon:
     def run(self, *, max_frames: int | None = None) -> int:
         self._install_signal_handlers()  # a SIGHUP or SIGTERM during start-up must not kill us
         try:
-            config, digest = self._load_config()  # bad file: exit 78, nothing started
+            config, digest, secrets = self._load_config()  # bad file: exit 78, nothing started
             setup_logging(self.log_level or config.logging.level, config.logging.target)
             metrics = Metrics(window=config.metrics.window)
             # Built (credentials, TLS files) before anything starts; connects only later, so a
             # daemon that exits 69 never announces itself online.
-            mqtt = self._make_mqtt(config)
+            mqtt = self._make_mqtt(config, secrets)
+            metrics.on_collect(self._report_link)  # the link's counters in every snapshot
             sinks = self._sinks(config, mqtt)
             pipeline = self._build_pipeline(config, metrics, sinks)
-            pipeline.start()  # model or camera unusable -> ModelError/SourceError -> exit 69
+            endpoint = MetricsEndpoint(metrics)
+            endpoint.apply(config.prometheus)  # port taken: ConfigError -> exit 78
+            try:
+                pipeline.start()  # model or camera unusable -> ModelError/SourceError -> 69
+            except BaseException:
+                endpoint.stop()
+                raise
         except BaseException:
             self._restore_signal_handlers()
             raise
-        self._runtime = rt = Runtime(config, digest, metrics, mqtt, sinks, pipeline)
+        self._runtime = rt = Runtime(config, digest, metrics, endpoint, mqtt, sinks, pipeline)
         try:
             if mqtt is not None:
+                mqtt.set_features(_features(pipeline))
                 mqtt.start()  # never blocks: the broker may be down, results are buffered
                 mqtt.publish_status(self.status())
             self.notifier.ready()
@@ -154,12 +166,10 @@ class Daemon:
             if rt.pipeline.finished.is_set():
                 log.info("all sources ended; stopping")
                 break
-            if max_frames is not None and rt.metrics.classified_total() >= max_frames:
-                log.info(
-                    "classified %d frames (--max-frames %d); stopping",
-                    rt.metrics.classified_total(),
-                    max_frames,
-                )
+            classified = rt.metrics.classified_total() if max_frames is not None else 0
+            if max_frames is not None and classified >= max_frames:
+                # Checked once a tick; frames in flight still drain: the total may end above N.
+                log.info("--max-frames %d reached (%d classified)", max_frames, classified)
                 break
         return EXIT_OK
 
@@ -187,27 +197,31 @@ class Daemon:
         if not rt.pipeline.stop(rt.config.pipeline.stop_timeout_s):
             log.warning("some pipeline threads did not stop within the deadline")
         self._publish_metrics()
+        rt.endpoint.stop()
         for sink in rt.sinks:
             sink.close()
         if rt.mqtt is not None:
             rt.mqtt.stop()
-        log.info("stopped in %.0f ms", (time.monotonic() - started) * 1000)
+        elapsed_ms = (time.monotonic() - started) * 1000
+        classified = rt.metrics.classified_total()
+        log.info("stopped in %.0f ms; %d frames classified in all", elapsed_ms, classified)
 
     # ---- building blocks -------------------------------------------------------------------
 
-    def _load_config(self) -> tuple[Config, str]:
-        """The validated config and a digest of the file, for the status payload."""
-        config = load_config(self.config_path, overrides=self.overrides)
+    def _load_config(self) -> tuple[Config, str, MqttSecrets]:
+        """The validated config, a digest of the file (for the status payload) and the MQTT
+        password and TLS context it names (read once, here)."""
+        config, secrets = load_config_and_secrets(self.config_path, overrides=self.overrides)
         try:
             digest = hashlib.sha256(self.config_path.read_bytes()).hexdigest()[:16]
         except OSError as error:  # deleted or replaced between the two reads
             raise ConfigError(f"{self.config_path}: cannot be read: {error}") from None
-        return config, digest
+        return config, digest, secrets
 
-    def _make_mqtt(self, config: Config) -> MqttService | None:
+    def _make_mqtt(self, config: Config, secrets: MqttSecrets) -> MqttService | None:
         if not config.mqtt.enabled:
             return None
-        return MqttService(config, self.inbox.submit, password=read_password(config.mqtt))
+        return MqttService(config, self.inbox.submit, password=secrets.password, tls=secrets.tls)
 
     @staticmethod
     def _sinks(config: Config, mqtt: MqttService | None) -> list[Sink]:
@@ -235,13 +249,17 @@ class Daemon:
             pipeline.pause()  # before start: not one frame classified while paused
         return pipeline
 
+    def _report_link(self, metrics: Metrics) -> None:
+        """The running MQTT session's counters (a reload may have made a new session)."""
+        rt = self._runtime
+        if rt is not None and rt.mqtt is not None:
+            rt.mqtt.report(metrics)
+
     def _publish_metrics(self) -> None:
         rt = self.runtime
         if rt.mqtt is None:
             return
-        snapshot = rt.metrics.snapshot()
-        snapshot["process"] = rt.metrics.process_stats()
-        rt.mqtt.publish_metrics(snapshot)
+        rt.mqtt.publish_metrics(rt.metrics.snapshot())
 
     def _status_line(self, healthy: bool) -> str:
         rt = self.runtime
@@ -327,18 +345,21 @@ class Daemon:
 
     def _reload(self) -> str | None:
         rt = self.runtime
-        new_config, digest = self._load_config()
+        new_config, digest, secrets = self._load_config()
         steps = plan(rt.config, new_config)
         if steps.needs_restart:
             keys = ", ".join(steps.keys("restart"))
             return f"{keys} changed: that takes a restart (systemctl restart camclassd)"
+        # First: a port that cannot be bound rejects the reload before anything stops.
+        rt.endpoint.apply(new_config.prometheus)
         mqtt, sinks = rt.mqtt, rt.sinks
         if steps.new_session:
-            mqtt = self._make_mqtt(new_config)  # bad credentials or TLS files: rejected here
+            mqtt = self._make_mqtt(new_config, secrets)  # bad secrets were rejected on load
             sinks = self._sinks(new_config, mqtt)
         if steps.new_pipeline or steps.new_session:
             error = self._swap_pipeline(rt, new_config, sinks)
             if error is not None:
+                self._restore_endpoint(rt)
                 return error
         if steps.new_session:
             if rt.mqtt is not None:
@@ -346,14 +367,23 @@ class Daemon:
             for sink in rt.sinks:
                 sink.close()
             if mqtt is not None:
+                mqtt.set_features(_features(rt.pipeline))
                 mqtt.start()
             log.info("MQTT: a new session for %s", ", ".join(steps.keys("session")))
         elif mqtt is not None:
-            mqtt.apply_config(new_config)
+            mqtt.apply_config(new_config, _features(rt.pipeline))
         rt.config, rt.config_digest, rt.mqtt, rt.sinks = new_config, digest, mqtt, sinks
         setup_logging(self.log_level or new_config.logging.level, new_config.logging.target)
         self._republish_status()
         return None
+
+    @staticmethod
+    def _restore_endpoint(rt: Runtime) -> None:
+        """The running config stays: so does its endpoint."""
+        try:
+            rt.endpoint.apply(rt.config.prometheus)
+        except ConfigError as error:
+            log.error("%s", error)
 
     def _swap_pipeline(self, rt: Runtime, config: Config, sinks: list[Sink]) -> str | None:
         old = rt.pipeline
@@ -383,3 +413,8 @@ class Daemon:
 
 def _log_signal_reload(reply: dict[str, Any]) -> None:
     """SIGHUP has no one to answer: the reload's own log line says what happened."""
+
+
+def _features(pipeline: Pipeline) -> Features:
+    """What Home Assistant discovery and the label events need of the running pipeline."""
+    return Features.of(labels=pipeline.labels, gate_cameras=pipeline.gated_cameras)

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# The stages a frame's latency is split into, in the order of the metrics payload.
+STAGES = ("capture_to_publish", "queue", "preprocess", "inference", "postprocess")
+
 
 @dataclass(slots=True)
 class Frame:
@@ -29,7 +32,8 @@ class Frame:
     image: np.ndarray | None = None
 
     def latencies_ms(self) -> dict[str, float]:
-        """Per-stage latency in milliseconds, from the stamps."""
+        """Per-stage latency from the stamps, in milliseconds (one computation, read by the
+        result payload and the metrics alike)."""
         return {
             "capture_to_publish": (self.t_published - self.t_captured) * 1000.0,
             "queue": (self.t_dequeued - self.t_preprocessed) * 1000.0,

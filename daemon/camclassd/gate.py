@@ -165,8 +165,3 @@ def make_stage(settings: GateConfig, live: bool) -> Stage:
     if resolve_mode(settings, live) == "always":
         return PassThrough()
     return SceneGate(settings)
-
-
-def gate_stage(name: str, camera: CameraBase) -> Stage:
-    """`stage_for` in the shape of the pipeline's `stage_factory(name, camera)`."""
-    return stage_for(camera)

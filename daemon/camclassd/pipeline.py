@@ -31,21 +31,24 @@ from typing import Protocol
 
 import numpy as np
 
+from camclassd.cameras import open_source
 from camclassd.config import CameraConfig, Config
 from camclassd.errors import SourceError
 from camclassd.frame import Frame
+from camclassd.gate import make_stage
+from camclassd.gate_config import camera_is_live
 from camclassd.metrics import Metrics
 from camclassd.preprocess import Preprocessor
 from camclassd.results import Classification, LabelTracker, PublishPolicy, ResultProcessor
 from camclassd.sinks import CLOSE_GRACE_S, FanOut, Sink
 from camclassd.snapshots import Snapshot, SnapshotPolicy
-from camclassd.sources import Backoff, Source, open_source, reopen
+from camclassd.sources import Backoff, Capture, Source, reopen
 from camclassd.sources.base import describe
-from camclassd.stage import PassThrough, Stage, StageInput
+from camclassd.stage import Stage, StageInput
 
 log = logging.getLogger(__name__)
 
-SourceFactory = Callable[[str, CameraConfig, Path], Source]
+SourceFactory = Callable[[str, CameraConfig], Source]
 StageFactory = Callable[[str, CameraConfig], Stage]
 SINK_QUEUE = 64  # results and snapshots waiting for the sinks, all cameras together
 
@@ -62,8 +65,10 @@ class InferenceEngine(Protocol):
     def infer(self, batch: np.ndarray) -> np.ndarray: ...
 
 
-def pass_through(_name: str, _camera: CameraConfig) -> Stage:
-    return PassThrough()
+def scene_gate(_name: str, camera: CameraConfig) -> Stage:
+    """The camera's `[gate]`: a SceneGate, or PassThrough where it is off (by default, off
+    for sources that are not live cameras: images, files, synthetic frames)."""
+    return make_stage(camera.gate, camera_is_live(camera.type, getattr(camera, "uri", None)))
 
 
 class Pipeline:
@@ -78,7 +83,7 @@ class Pipeline:
         config_dir: Path,
         *,
         source_factory: SourceFactory = open_source,
-        stage_factory: StageFactory = pass_through,
+        stage_factory: StageFactory = scene_gate,
         reconnect_min_s: float = 0.5,
         reconnect_max_s: float = 30.0,
         first_seq: Mapping[str, int] | None = None,
@@ -93,7 +98,7 @@ class Pipeline:
         self._engine_factory = engine_factory
         self._sinks = tuple(sinks)  # owned by the caller: never closed here
         self._fanout: FanOut | None = None
-        self._config_dir = config_dir
+        del config_dir  # still accepted: the loaded Config's paths are already absolute
         self._source_factory = source_factory
         self._stage_factory = stage_factory
         self._backoff = (reconnect_min_s, reconnect_max_s)
@@ -108,6 +113,7 @@ class Pipeline:
         self._captures_running = 0
         self._workers_running = 0
         self._busy_since: dict[int, float] = {}  # worker index -> when its batch was taken
+        self.labels: tuple[str, ...] = ()  # the model's, once started
 
     # ==== lifecycle =============================================================================
 
@@ -119,6 +125,7 @@ class Pipeline:
         """
         settings = self.config.pipeline
         engines = [self._engine_factory() for _ in range(settings.workers)]
+        self.labels = tuple(engines[0].labels)
         self._cameras = {
             name: self._make_camera(name, camera, engines[0])
             for name, camera in self.config.cameras.items()
@@ -189,6 +196,11 @@ class Pipeline:
     @property
     def cameras(self) -> tuple[str, ...]:
         return tuple(self._cameras)
+
+    @property
+    def gated_cameras(self) -> tuple[str, ...]:
+        """The cameras whose stage may skip frames (the scene gate is on)."""
+        return tuple(name for name, camera in self._cameras.items() if camera.stage.name != "none")
 
     def request_snapshot(self, camera: str | None) -> None:
         """The next frame of `camera` (of every camera for None) becomes a snapshot."""
@@ -287,7 +299,7 @@ class Pipeline:
                 self._stopping.wait(0.05)  # a file waits where it is
                 continue
             try:
-                captured = source.read()
+                capture = source.read()
             except Exception as error:  # SourceError, or a cv2.error from a broken device
                 log.warning(
                     "camera %s: read failed: %s",
@@ -299,7 +311,7 @@ class Pipeline:
                 if not self._reopen(camera):
                     return
                 continue
-            if captured is None:
+            if capture is None:
                 log.info(
                     "camera %s: end of stream",
                     camera.name,
@@ -309,16 +321,15 @@ class Pipeline:
                 return
             if self.paused:
                 continue  # a live camera keeps flowing so it is fresh on resume
-            self._admit(camera, captured)
+            self._admit(camera, capture)
 
-    def _admit(self, camera: _Camera, captured: np.ndarray) -> None:
+    def _admit(self, camera: _Camera, capture: Capture) -> None:
         """Preprocess one frame, let the stage judge it, queue it for inference."""
         t_captured = time.monotonic()
         wall_time = time.time()
         self.metrics.captured(camera.name)
-        pixels = captured
         try:
-            view = camera.preprocess(pixels)
+            view = camera.preprocess(capture.pixels)
         except Exception:  # a malformed frame must not end the camera
             camera.seq += 1  # lost, so a gap in seq shows it
             log.exception(
@@ -337,12 +348,14 @@ class Pipeline:
             StageInput(
                 camera=camera.name,
                 pixels=view,
-                luma=None,
-                crop=None,
+                luma=capture.luma,
+                crop=None if capture.luma is None else luma_crop(camera.preprocess, capture),
                 t=t_captured,
                 label_pending=camera.results.label_pending,
             )
         )
+        for gauge, value in camera.stage.gauges().items():
+            self.metrics.set_gauge(gauge, value, camera=camera.name)
         if not admitted:
             self.metrics.gated(camera.name)
             camera.last_alive = t_preprocessed
@@ -351,7 +364,8 @@ class Pipeline:
         camera.seq += 1
         frame = Frame(camera.name, camera.seq, view, wall_time, t_captured, t_preprocessed)
         if snapshot:
-            frame.image = np.array(pixels)  # the source may reuse its buffer
+            # The source's full-size image where it has one; a copy: it may reuse its buffer.
+            frame.image = np.array(capture.full if capture.full is not None else capture.pixels)
         lost = self._queues.put(frame, drop_oldest=camera.drop_oldest)
         if lost is not None:
             self.metrics.dropped(camera.name, "queue_full" if lost is not frame else "shutdown")
@@ -453,6 +467,7 @@ class Pipeline:
         # One camera's results reach the fan-out one at a time and in classification order.
         with camera.lock:
             frame.t_published = time.monotonic()
+            latency = frame.latencies_ms()  # once: for the result and for the metrics
             result, publish = camera.results.process(
                 probabilities,
                 camera=frame.camera,
@@ -460,10 +475,10 @@ class Pipeline:
                 wall_time=frame.wall_time,
                 model=model,
                 now=frame.t_published,
-                latency_ms=frame.latencies_ms(),
+                latency_ms=latency,
             )
             camera.last_alive = frame.t_published
-            self.metrics.classified(frame)
+            self.metrics.classified(frame, latency)
             if publish:
                 fanout.submit(result)
             if frame.image is not None:
@@ -475,7 +490,7 @@ class Pipeline:
 
     def _make_camera(self, name: str, camera: CameraConfig, engine: InferenceEngine) -> _Camera:
         settings = self.config.pipeline
-        source = self._source_factory(name, camera, self._config_dir)
+        source = self._source_factory(name, camera)
         policy = settings.drop_policy
         snapshot_interval = self.config.mqtt.snapshot_interval_s if self.config.mqtt.enabled else 0
         return _Camera(
@@ -624,6 +639,17 @@ class FrameQueues:
             if self._queues[name]:
                 return self._queues[name].popleft()
         raise IndexError("take from empty queues")
+
+
+def luma_crop(preprocess: Preprocessor, capture: Capture) -> tuple[int, int, int, int]:
+    """The camera's crop/ROI in the luma plane's coordinates, as (x, y, width, height)."""
+    assert capture.luma is not None
+    height, width = capture.pixels.shape[:2]
+    luma_h, luma_w = capture.luma.shape[:2]
+    x1, y1, x2, y2 = preprocess.crop_box(width, height)
+    sx, sy = luma_w / width, luma_h / height
+    left, top = round(x1 * sx), round(y1 * sy)
+    return (left, top, max(1, round(x2 * sx) - left), max(1, round(y2 * sy) - top))
 
 
 def _close_quietly(source: Source) -> None:

@@ -12,7 +12,7 @@ from types import MappingProxyType
 import cv2
 import numpy as np
 
-from camclassd.config import Crop, Interpolation
+from camclassd.constants import Crop, Interpolation
 
 Box = tuple[int, int, int, int]
 

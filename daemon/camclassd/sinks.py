@@ -78,8 +78,9 @@ class FanOut:
     """Hands results and snapshots to every sink on one thread of its own.
 
     The inference workers only append to a bounded queue, so a slow or broken sink never slows
-    inference: when the queue is full the oldest item is dropped and `on_drop` counts it. One
-    camera's items keep their order. A sink that raises is logged (one traceback, then a line
+    inference: when the queue is full the oldest result is dropped and `on_drop` counts it
+    (a snapshot only when nothing but snapshots is queued). One camera's items keep their
+    order. A sink that raises is logged (one traceback, then a line
     a minute) and counted through `on_error`; the other sinks still get the item.
     """
 
@@ -111,9 +112,18 @@ class FanOut:
                 self._on_drop(item.camera)
                 return
             if len(self._items) >= self._capacity:
-                self._on_drop(self._items.popleft().camera)
+                self._on_drop(self._evict().camera)
             self._items.append(item)
             self._cond.notify()
+
+    def _evict(self) -> Item:
+        """The oldest result; a snapshot only when nothing else is queued (snapshots are rare
+        and asked for: a slow sink should lose a result first)."""
+        for index, queued in enumerate(self._items):
+            if not isinstance(queued, Snapshot):
+                del self._items[index]
+                return queued
+        return self._items.popleft()
 
     def close(self, timeout: float) -> bool:
         """Deliver what is queued within `timeout`, drop (and count) what is left, end the

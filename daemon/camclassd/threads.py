@@ -15,7 +15,8 @@ import os
 from collections.abc import Iterable
 from types import MappingProxyType
 
-from camclassd.config import CameraConfig, Config, OpenCVCamera
+from camclassd.cameras.opencv import OpenCVCamera
+from camclassd.config import CameraConfig, Config
 from camclassd.gate_config import camera_is_live
 
 # Cores a source's capture takes, by kind: decoding needs about a core of its own; a

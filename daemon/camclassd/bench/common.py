@@ -11,12 +11,12 @@ from typing import Any, TextIO
 import numpy as np
 import psutil
 
+from camclassd.cameras import open_source
 from camclassd.config import CameraConfig
 from camclassd.engine import Engine
 from camclassd.preprocess import Preprocessor
 from camclassd.results import Classification
 from camclassd.snapshots import Snapshot
-from camclassd.sources import open_source
 
 MIB = 2**20
 
@@ -96,10 +96,11 @@ class Progress:
 
 def read_one_frame(name: str, camera: CameraConfig) -> np.ndarray | None:
     """Open the camera's source, read one frame (None at end of stream) and close it."""
-    source = open_source(name, camera, Path.cwd())
+    source = open_source(name, camera)
     source.open()
     try:
-        return source.read()
+        capture = source.read()
+        return None if capture is None else capture.pixels
     finally:
         source.close()
 

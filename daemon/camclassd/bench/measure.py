@@ -27,18 +27,18 @@ from typing import Any
 import numpy as np
 import psutil
 
+from camclassd import cameras
 from camclassd.bench.common import CountingSink, Progress, Setup, first_tensor, rate, rss_mb
 from camclassd.bench.report import build_report, format_report
-from camclassd.config import CameraConfig, Config, ImagesCamera, OpenCVCamera, SyntheticCamera
+from camclassd.cameras import open_source
+from camclassd.config import CameraConfig, Config
 from camclassd.engine import Engine, default_model_paths
 from camclassd.gate_config import GateConfig
 from camclassd.metrics import STAGES, Metrics
 from camclassd.pipeline import Pipeline
 from camclassd.preprocess import Preprocessor
 from camclassd.results import Classification, top_k
-from camclassd.sources import open_source
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mjpeg", ".h264"})
 WARMUP_FRAMES = 10
 SOAK_WARMUP_FRACTION = 0.1
 MIB = 2**20
@@ -85,25 +85,13 @@ def model_paths(args: argparse.Namespace) -> tuple[Path, Path]:
 
 
 def parse_source(text: str) -> CameraConfig:
-    """'synthetic:WxH', a video file, an image file, or a directory/glob of images.
+    """`TYPE:ARGUMENT` (synthetic:WxH, picamera2:N, opencv:URI, images:PATH), a video file or
+    stream URL, an image file, or a directory/glob of images: see `cameras.from_cli`.
 
     The gate is off ('always'): these figures are about classifying every frame.
     """
-    camera = _parse_source(text)
+    camera = cameras.from_cli(text)
     return camera.model_copy(update={"gate": GateConfig(mode="always")})
-
-
-def _parse_source(text: str) -> CameraConfig:
-    if text.startswith("synthetic"):
-        _, _, size = text.partition(":")
-        width, _, height = (size or "640x480").lower().partition("x")
-        try:
-            return SyntheticCamera(width=int(width), height=int(height))
-        except ValueError:
-            raise SystemExit(f"camclassd bench: bad --source {text!r}: use synthetic:WxH") from None
-    if Path(text).suffix.lower() in VIDEO_SUFFIXES:
-        return OpenCVCamera(uri=str(Path(text).resolve()), loop=True)
-    return ImagesCamera(path=str(Path(text).resolve()), loop=True)
 
 
 # ==== the measurements, in the order they run =================================================
@@ -268,7 +256,7 @@ def measure_sequential(
     engine: Engine, camera: CameraConfig, frames: int, progress: Progress
 ) -> dict[str, Any]:
     """(c) the plain loop of tensorflow/examples' classify.py, done well: one thread."""
-    source = open_source("plain", camera, Path.cwd())
+    source = open_source("plain", camera)
     source.open()
     preprocess = Preprocessor(
         size=engine.input_size,
@@ -281,11 +269,11 @@ def measure_sequential(
         for index in range(WARMUP_FRAMES + frames):
             if index == WARMUP_FRAMES:
                 started = time.perf_counter()
-            pixels = source.read()
-            if pixels is None:
+            capture = source.read()
+            if capture is None:
                 raise RuntimeError("the source ended during the benchmark")
             t_capture = time.time()
-            probabilities = engine.infer(engine.to_input(preprocess(pixels)[np.newaxis]))
+            probabilities = engine.infer(engine.to_input(preprocess(capture.pixels)[np.newaxis]))
             top = top_k(probabilities[0], 3, engine.labels)
             sink.publish(Classification("plain", index, t_capture, engine.name, top, None, False))
             if index >= WARMUP_FRAMES:

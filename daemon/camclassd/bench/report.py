@@ -8,7 +8,8 @@ from types import MappingProxyType
 from typing import Any
 
 from camclassd.bench.common import MIB, Setup, read_one_frame
-from camclassd.config import CameraConfig, SyntheticCamera
+from camclassd.cameras.synthetic import SyntheticCamera
+from camclassd.config import CameraConfig
 from camclassd.engine import Engine
 from camclassd.sources.synthetic import PATTERNS
 

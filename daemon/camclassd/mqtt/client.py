@@ -7,82 +7,60 @@ means for each of them:
   discovery;
 - SUBACK of that subscribe: flush the outbox;
 - disconnected: results go to the outbox's store;
-- a message: HA's birth -> re-announce; a command -> the dispatcher -> the command inbox.
+- a message: discovery's (HA's birth, the sync marker, a config to hand over) -> the
+  announcer; a command -> the dispatcher -> the command inbox.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import ssl
 from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
+from camclassd import secrets
 from camclassd.commands import Request
 from camclassd.config import Config, MQTTConfig
 from camclassd.errors import ConfigError
 from camclassd.mqtt.announcer import Announcer
 from camclassd.mqtt.dispatch import Dispatcher
+from camclassd.mqtt.ha_entities import Features
 from camclassd.mqtt.outbox import Outbox
-from camclassd.mqtt.payloads import mqtt_counters
+from camclassd.mqtt.payloads import MQTT_LINK_COUNTERS, MQTT_LINK_GAUGES, mqtt_counters
 from camclassd.mqtt.publisher import Publisher
 from camclassd.mqtt.session import QOS_CONTROL, Session, describe_reason
 from camclassd.mqtt.topics import Topics
 from camclassd.results import Classification
+from camclassd.secrets import SecretsError
 from camclassd.snapshots import Snapshot
+
+if TYPE_CHECKING:
+    from camclassd.metrics import Metrics, MetricsSnapshot
 
 log = logging.getLogger(__name__)
 
 __all__ = ["MqttService", "describe_reason", "read_password", "tls_context"]
 
 
-CREDENTIAL_NAME = "mqtt_password"
-
-
 def read_password(config: MQTTConfig) -> str | None:
-    """`password_file`, else `$CREDENTIALS_DIRECTORY/mqtt_password` (systemd LoadCredential=),
-    else None. The password never passes through the TOML nor a log line."""
-    if config.password_file is not None:
-        path, what = config.password_file.expanduser(), "mqtt.password_file"
-    else:
-        directory = os.environ.get("CREDENTIALS_DIRECTORY")
-        if not directory or not (Path(directory) / CREDENTIAL_NAME).exists():
-            return None
-        path, what = Path(directory) / CREDENTIAL_NAME, f"the systemd credential {CREDENTIAL_NAME}"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(
-            f"{what}: cannot read {path}: {error.strerror or error}; the file must be readable "
-            "by the service user"
-        ) from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{what}: {path} is not UTF-8 text") from None
-    password = text.rstrip("\r\n")  # editors add a final newline; keep any other whitespace
-    if not password:
-        raise ConfigError(f"{what}: {path} is empty")
-    return password
+    """`password_file`, else the systemd credential 'mqtt_password', else None (one reader
+    for every command: `camclassd.secrets`)."""
+    return secrets.read_password(config.password_file)
 
 
 def tls_context(mc: MQTTConfig) -> ssl.SSLContext | None:
-    """The client TLS context from mqtt.tls, built once; ConfigError when a file is bad."""
+    """The client TLS context from mqtt.tls (when not loaded with the config, as in tests)."""
     tls = mc.tls
     if not tls.enabled:
         return None
     try:
-        context = ssl.create_default_context(
-            ssl.Purpose.SERVER_AUTH, cafile=str(tls.ca_file) if tls.ca_file else None
-        )
-        if tls.cert_file:
-            context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
-    except (OSError, ssl.SSLError, ValueError) as error:
+        return secrets.tls_context(tls.ca_file, tls.cert_file, tls.key_file)
+    except SecretsError as error:
         raise ConfigError(f"mqtt.tls: cannot load the certificates or key: {error}") from None
-    return context
 
 
 class MqttService:
@@ -121,7 +99,7 @@ class MqttService:
         )
         self._outbox = Outbox(self._session, mc.buffer_size)
         self._publisher = Publisher(self._session, self._outbox, self.topics, self._mqtt)
-        self._announcer = Announcer(self._session, config)
+        self._announcer = Announcer(self._session, self.topics, config)
         self._dispatcher = Dispatcher(
             self._session, self.topics, submit, lambda: self._mqtt().max_command_bytes
         )
@@ -164,14 +142,31 @@ class MqttService:
     def publish_status(self, status: Mapping[str, Any]) -> None:
         self._publisher.publish_status(status)
 
-    def publish_metrics(self, metrics: Mapping[str, Any]) -> None:
-        self._publisher.publish_metrics(metrics, self.counters())
+    def publish_metrics(self, snapshot: MetricsSnapshot) -> None:
+        self._publisher.publish_metrics(snapshot)
 
-    def apply_config(self, config: Config) -> None:
+    def report(self, metrics: Metrics) -> None:
+        """The link's counters into the metrics model (an `on_collect` hook: read at each
+        snapshot, so the MQTT payload and Prometheus show the same values)."""
+        counters = self.counters()
+        for key in MQTT_LINK_GAUGES:
+            metrics.set_gauge(f"mqtt_{key}", float(counters[key]))
+        for key in MQTT_LINK_COUNTERS:
+            metrics.set_counter(f"mqtt_{key}", int(counters[key]))
+
+    def set_features(self, features: Features) -> None:
+        """What the running model offers (its labels, the gated cameras), for discovery and
+        the label events; set before `start`."""
+        self._announcer.features = features
+        self._publisher.features = features
+
+    def apply_config(self, config: Config, features: Features | None = None) -> None:
         """A reloaded config whose session settings are unchanged (see camclassd.reload)."""
         self._config = config
         self._outbox.resize(config.mqtt.buffer_size)
-        self._announcer.update(config)
+        if features is not None:
+            self._publisher.features = features
+        self._announcer.update(config, features)
 
     def stop(self, timeout: float = 2.0) -> None:
         """Publish `offline` (retained), disconnect, stop the network thread."""
@@ -198,13 +193,14 @@ class MqttService:
     def _connected(self) -> None:
         self._publisher.announce_online()
         subscriptions = [(self.topics.command_filter, QOS_CONTROL)]
-        if self._announcer.birth_topic is not None:
-            subscriptions.append((self._announcer.birth_topic, QOS_CONTROL))
+        # Home Assistant's birth topic, retained configs of the other discovery form, and our
+        # sync marker (the broker delivers it after those).
+        subscriptions += [(topic, QOS_CONTROL) for topic in self._announcer.subscriptions()]
         rc, mid = self._session.client.subscribe(subscriptions)
         self._subscribe_mid = mid
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:  # e.g. the connection dropped meanwhile
             log.warning("MQTT subscribe failed: %s", mqtt.error_string(rc))
-        self._announcer.announce()
+        self._announcer.on_connected()
 
     def _subscribed(self, mid: int) -> None:
         if mid == self._subscribe_mid:
@@ -215,8 +211,8 @@ class MqttService:
 
     def _message(self, message: mqtt.MQTTMessage) -> None:
         try:
-            if message.topic == self._announcer.birth_topic:
-                self._announcer.on_birth(bytes(message.payload))
+            payload = bytes(message.payload)
+            if self._announcer.handle(message.topic, payload, bool(message.retain)):
                 return
             self._dispatcher.handle(message)
         except Exception:  # never let a payload kill the network thread

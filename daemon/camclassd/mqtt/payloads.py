@@ -10,9 +10,19 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from camclassd.results import Classification, Prediction
+
+if TYPE_CHECKING:  # the renderer reads attributes only: no numpy/psutil import for `watch`
+    from camclassd.metrics import MetricsSnapshot, Percentiles
+    from camclassd.procstats import ProcessStats
+
+# The MQTT link's values in the metrics model (named "mqtt_" + key), as the payload's "mqtt".
+MQTT_LINK_GAUGES = ("buffered", "connected")
+MQTT_LINK_COUNTERS = ("dropped", "delivered_after_reconnect", "reconnects")
+# The per-camera keys of the payload: "published" is counted per camera but not shown there.
+CAMERA_PAYLOAD_SKIPS = frozenset({"published"})
 
 
 def iso_ts(wall_time: float) -> str:
@@ -39,6 +49,24 @@ def classification_payload(result: Classification, device: str | None) -> dict[s
     return safe
 
 
+def event_payload(
+    result: Classification, previous: str | None, event_types: Sequence[str]
+) -> dict[str, Any]:
+    """The stable label changed (`{camera}/event`, for HA's event entity): `event_type` is
+    the new label when it is one of `event_types` (few labels), else "changed"; no label
+    (nothing confident) is "none"."""
+    label = result.stable_label
+    shown = label if label is not None else "none"
+    return {
+        "event_type": shown if shown in event_types else "changed",
+        "label": label,
+        "previous": previous,
+        "camera": result.camera,
+        "seq": result.seq,
+        "ts": iso_ts(result.wall_time),
+    }
+
+
 def mqtt_counters(
     *, buffered: int, dropped: int, delivered_after_reconnect: int, reconnects: int, connected: bool
 ) -> dict[str, Any]:
@@ -51,15 +79,70 @@ def mqtt_counters(
     }
 
 
-def metrics_payload(
-    snapshot: Mapping[str, Any], device: str, mqtt: Mapping[str, Any], wall_time: float
-) -> dict[str, Any]:
-    """`Metrics.snapshot()` (plus process stats) with the time, the device and the
-    store-and-forward counters of the MQTT link."""
-    payload: dict[str, Any] = {"ts": iso_ts(wall_time), "device": device}
-    payload.update(json_safe(dict(snapshot)))
-    payload["mqtt"] = dict(mqtt)
-    return payload
+def metrics_payload(snapshot: MetricsSnapshot, device: str, wall_time: float) -> dict[str, Any]:
+    """The metrics message (docs/schemas/metrics.schema.json): the one rendering of a
+    `MetricsSnapshot` for MQTT, with the time and the device."""
+    payload: dict[str, Any] = {
+        "ts": iso_ts(wall_time),
+        "device": device,
+        "uptime_s": round(snapshot.uptime_s, 3),
+        "fps": round(snapshot.fps, 3),
+        "frames": snapshot.frames(),
+        "dropped": snapshot.dropped(),
+        "cameras": {
+            name: {
+                **{k: v for k, v in camera.counters.items() if k not in CAMERA_PAYLOAD_SKIPS},
+                **{k: round(v, 3) for k, v in camera.gauges.items()},
+                "fps": round(camera.fps, 3),
+                "gate_open_ratio": gate_open_ratio(camera.counters),
+            }
+            for name, camera in snapshot.cameras.items()
+        },
+        "latency_ms": {stage: percentiles_ms(p) for stage, p in snapshot.latency.items()},
+    }
+    if snapshot.process is not None:
+        payload["process"] = process_payload(snapshot.process)
+    payload["mqtt"] = mqtt_counters(
+        buffered=int(snapshot.gauges.get("mqtt_buffered", 0)),
+        dropped=snapshot.counters.get("mqtt_dropped", 0),
+        delivered_after_reconnect=snapshot.counters.get("mqtt_delivered_after_reconnect", 0),
+        reconnects=snapshot.counters.get("mqtt_reconnects", 0),
+        connected=bool(snapshot.gauges.get("mqtt_connected", 0)),
+    )
+    rendered: dict[str, Any] = json_safe(payload)
+    return rendered
+
+
+def gate_open_ratio(counts: Mapping[str, int]) -> float | None:
+    """The share of captured frames the camera's stage let through, since start; None before
+    any."""
+    captured = counts.get("captured", 0)
+    if captured <= 0:
+        return None
+    return round(max(0, captured - counts.get("gated", 0)) / captured, 4)
+
+
+def percentiles_ms(p: Percentiles) -> dict[str, float | int]:
+    """A stage's percentiles in milliseconds, as the payload has them (3 decimals)."""
+    return {
+        "p50": round(p.p50_s * 1000.0, 3),
+        "p90": round(p.p90_s * 1000.0, 3),
+        "p99": round(p.p99_s * 1000.0, 3),
+        "max": round(p.max_s * 1000.0, 3),
+        "count": p.count,
+    }
+
+
+def process_payload(stats: ProcessStats) -> dict[str, Any]:
+    throttled = stats.throttled
+    return {
+        "cpu_percent": round(stats.cpu_percent, 1),
+        "rss_mb": round(stats.rss_bytes / 2**20, 1),
+        "cpu_temperature_c": stats.cpu_temperature_c,
+        "throttled": None
+        if throttled is None
+        else {"raw": f"0x{throttled.word:x}", **throttled.flags()},
+    }
 
 
 def status_payload(status: Mapping[str, Any], device: str, wall_time: float) -> dict[str, Any]:

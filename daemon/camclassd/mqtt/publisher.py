@@ -9,13 +9,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from camclassd.config import MQTTConfig
+from camclassd.mqtt.ha_entities import Features, event_types
 from camclassd.mqtt.outbox import Outbox
 from camclassd.mqtt.payloads import (
     classification_payload,
     encode,
+    event_payload,
     metrics_payload,
     snapshot_jpeg,
     status_payload,
@@ -25,6 +27,9 @@ from camclassd.mqtt.store import Pending
 from camclassd.mqtt.topics import Topics
 from camclassd.results import Classification
 from camclassd.snapshots import Snapshot
+
+if TYPE_CHECKING:
+    from camclassd.metrics import MetricsSnapshot
 
 log = logging.getLogger("camclassd.mqtt.client")
 
@@ -44,6 +49,8 @@ class Publisher:
         self._topics = topics
         self._settings = settings  # the live mqtt settings (a reload may change QoS or retain)
         self._status: bytes | None = None  # kept: re-published on every connect
+        self.features = Features()  # the model's labels: the label events' types
+        self._previous_label: dict[str, str | None] = {}  # per camera, for label events
 
     # ---- Sink (fan-out thread) -----------------------------------------------------------
 
@@ -53,6 +60,19 @@ class Publisher:
         payload = encode(classification_payload(result, self._topics.device))
         topic = self._topics.classification(result.camera)
         self._outbox.send(Pending(topic, payload, mc.qos_results, mc.retain_results))
+        if result.changed:
+            self._publish_event(result)
+
+    def _publish_event(self, result: Classification) -> None:
+        """The stable label changed (HA's event entity). Not stored while disconnected: an
+        automation must not fire hours late."""
+        previous = self._previous_label.get(result.camera)
+        self._previous_label[result.camera] = result.stable_label
+        if not self._session.connected:
+            return
+        payload = event_payload(result, previous, event_types(self.features.labels))
+        topic = self._topics.event(result.camera)
+        self._session.send(topic, encode(payload), self._settings().qos_results)
 
     def snapshot(self, snapshot: Snapshot) -> None:
         """The JPEG with the top-3 drawn on it; not stored while disconnected."""
@@ -74,11 +94,11 @@ class Publisher:
         if self._session.connected:
             self._session.send(self._topics.status, data, QOS_CONTROL, retain=True)
 
-    def publish_metrics(self, metrics: Mapping[str, Any], link: Mapping[str, Any]) -> None:
+    def publish_metrics(self, snapshot: MetricsSnapshot) -> None:
         """Metrics are not stored while disconnected: the next interval's are newer."""
         if not self._session.connected:
             return
-        payload = metrics_payload(metrics, self._topics.device, link, time.time())
+        payload = metrics_payload(snapshot, self._topics.device, time.time())
         self._session.send(self._topics.metrics, encode(payload), self._settings().qos_metrics)
 
     def announce_online(self) -> None:

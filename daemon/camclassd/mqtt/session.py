@@ -270,10 +270,12 @@ class Session:
         self._last_cause = ""
         self._attempt = 0
         self._schedule_reconnect()
-        self.connected = True
         self.state = "connected"
         log.info("MQTT: connected to %s:%d", mc.host, mc.port)
+        # Announce first (availability, status: retained), then say connected: whoever waits
+        # for `connected` and then subscribes gets them as retained messages, not live ones.
         self._on_connected()
+        self.connected = True
 
     def _subscribe(
         self,

@@ -34,6 +34,16 @@ class Topics:
     def snapshot(self, camera: str) -> str:
         return f"{self.base}/{camera}/snapshot"
 
+    def event(self, camera: str) -> str:
+        """Not retained: one message each time the camera's stable label changes."""
+        return f"{self.base}/{camera}/event"
+
+    @property
+    def discovery_sync(self) -> str:
+        """Our own marker, published after subscribing: it arrives after the retained
+        discovery configs of the subscription (see MqttService._on_connect)."""
+        return f"{self.base}/discovery/sync"
+
     def command(self, name: str) -> str:
         return f"{self.base}/cmd/{name}"
 
@@ -54,5 +64,13 @@ class Topics:
         return name if name and "/" not in name else None
 
 
-def discovery_topic(discovery_prefix: str, device: str, object_id: str) -> str:
-    return f"{discovery_prefix}/sensor/{device}/{object_id}/config"
+def discovery_topic(
+    discovery_prefix: str, device: str, object_id: str, platform: str = "sensor"
+) -> str:
+    """A per-component discovery topic: `{prefix}/{platform}/{device}/{object}/config`."""
+    return f"{discovery_prefix}/{platform}/{device}/{object_id}/config"
+
+
+def device_discovery_topic(discovery_prefix: str, device: str) -> str:
+    """The device-based discovery topic: `{prefix}/device/{device}/config`."""
+    return f"{discovery_prefix}/device/{device}/config"

@@ -6,11 +6,9 @@ import argparse
 import json
 import os
 import queue
-import ssl
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TextIO
 
 import paho.mqtt.client as mqtt
@@ -18,7 +16,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from camclassd.errors import EXIT_FAILURE, EXIT_OK, ConfigError, UnavailableError, UsageError
+from camclassd import secrets
+from camclassd.errors import EXIT_FAILURE, EXIT_OK, UnavailableError, UsageError
+from camclassd.secrets import SecretsError
 
 CLEAR_HOME = "\x1b[H\x1b[2J"
 REFRESH_S = 1.0
@@ -84,13 +84,8 @@ def render_table(board: Board, now: float, title: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _read_password(path: Path | None) -> str | None:
-    if path is None:
-        return None
-    try:
-        return path.expanduser().read_text(encoding="utf-8").rstrip("\r\n")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"--password-file: cannot read {path}: {error}") from None
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -120,14 +115,19 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
         protocol=MQTTProtocolVersion.MQTTv311,
     )
     if args.username:
-        client.username_pw_set(args.username, _read_password(args.password_file))
+        # A SecretsError is a ConfigError: exit 78, naming --password-file.
+        password = secrets.read_password(
+            args.password_file, key="--password-file", credential=False
+        )
+        client.username_pw_set(args.username, password)
     tls = bool(args.tls) or args.ca_file is not None
     if tls:
         try:
-            client.tls_set(ca_certs=str(args.ca_file) if args.ca_file is not None else None)
-        except (OSError, ssl.SSLError) as error:
+            context = secrets.tls_context(args.ca_file, option=_flag)
+        except SecretsError as error:
             what = f"--ca-file {args.ca_file}" if args.ca_file is not None else "TLS"
             raise UsageError(f"{what}: cannot be set up: {error}") from None
+        client.tls_set_context(context)
     port = args.port if args.port is not None else (8883 if tls else 1883)
     client.on_connect = on_connect
     client.on_message = on_message

@@ -1,4 +1,5 @@
-"""The `Source` interface every camera implements, and the reopen-with-backoff helper."""
+"""The `Source` interface every camera implements, what it reads (`Capture`), and the
+reopen-with-backoff helper."""
 
 from __future__ import annotations
 
@@ -6,13 +7,31 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Protocol
 
 from camclassd.errors import SourceError
 
+if TYPE_CHECKING:  # annotations only: importing the interface costs no numpy
+    import numpy as np
+
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Capture:
+    """One moment read from a source.
+
+    `pixels` is the RGB uint8 HxWx3 frame the model's crop is taken from. `full` is a larger
+    RGB image of the same moment for snapshots (picamera2: the main stream, from the same
+    request as the lores frame; it may be a non-contiguous view), None where the source has
+    nothing larger than `pixels`. `luma` is the source's own luminance plane (HxW uint8,
+    read-only, no colour conversion) where it has one (picamera2: the lores Y plane), else
+    None.
+    """
+
+    pixels: np.ndarray
+    full: np.ndarray | None = None
+    luma: np.ndarray | None = None
 
 
 class Source(Protocol):
@@ -28,8 +47,8 @@ class Source(Protocol):
     def open(self) -> None:
         """Acquire the device or file; raises SourceError when it cannot."""
 
-    def read(self) -> np.ndarray | None:
-        """The next RGB uint8 HxWx3 frame; None at the end of a finite stream.
+    def read(self) -> Capture | None:
+        """The next frame; None at the end of a finite stream.
 
         Raises SourceError on a failure or a stall, after which the caller reopens.
         """

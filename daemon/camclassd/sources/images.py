@@ -7,9 +7,9 @@ import logging
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from camclassd.errors import SourceError
+from camclassd.sources.base import Capture
 from camclassd.sources.pacing import Pacer
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class ImagesSource:
         self._position = 0
         self._pacer = Pacer(self._fps)
 
-    def read(self) -> np.ndarray | None:
+    def read(self) -> Capture | None:
         # One full pass without a readable image ends the stream instead of spinning.
         for _ in range(len(self._files)):
             if self._position >= len(self._files):
@@ -72,7 +72,7 @@ class ImagesSource:
                 log.warning("camera %s: skipping %s: not a readable image", self.name, path)
                 continue
             self._pacer.wait()
-            return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            return Capture(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
         if self._position >= len(self._files) and not self._loop:
             return None
         raise SourceError(f"camera {self.name}: none of the images at {self._pattern} is readable")

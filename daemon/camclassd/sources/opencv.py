@@ -4,29 +4,19 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from camclassd.errors import SourceError
 from camclassd.redact import mask_uri
+from camclassd.sources.base import Capture
 from camclassd.sources.pacing import Pacer
+from camclassd.sources.uri import classify_uri, device_index
+
+__all__ = ["OpenCVSource", "classify_uri"]
 
 log = logging.getLogger(__name__)
-
-_DEVICE_PATH = re.compile(r"^/dev/video(\d+)$")
-_URL = re.compile(r"^(rtsps?|rtmp|https?|udp|tcp)://", re.IGNORECASE)
-
-
-def classify_uri(uri: str) -> str:
-    """'device', 'stream' or 'file'."""
-    if uri.isdigit() or _DEVICE_PATH.match(uri):
-        return "device"
-    if _URL.match(uri):
-        return "stream"
-    return "file"
 
 
 class OpenCVSource:
@@ -75,9 +65,7 @@ class OpenCVSource:
 
     def _make_capture(self) -> cv2.VideoCapture:
         if self.kind == "device":
-            match = _DEVICE_PATH.match(self.uri)
-            index = int(match.group(1)) if match else int(self.uri)
-            capture = cv2.VideoCapture(index, cv2.CAP_V4L2)
+            capture = cv2.VideoCapture(device_index(self.uri), cv2.CAP_V4L2)
             if self._width:
                 capture.set(cv2.CAP_PROP_FRAME_WIDTH, self._width)
             if self._height:
@@ -104,7 +92,7 @@ class OpenCVSource:
             raise SourceError(f"camera {self.name}: video file {self.uri} does not exist")
         return cv2.VideoCapture(self.uri)
 
-    def read(self) -> np.ndarray | None:
+    def read(self) -> Capture | None:
         capture = self._capture
         if capture is None:
             raise SourceError(f"camera {self.name}: read before open")
@@ -119,7 +107,7 @@ class OpenCVSource:
                 f"camera {self.name}: no frame from {self._shown_uri} (ended, stalled or lost)"
             )
         self._pacer.wait()
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return Capture(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 
     def close(self) -> None:
         if self._capture is not None:

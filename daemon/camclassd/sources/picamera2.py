@@ -1,4 +1,5 @@
-"""Raspberry Pi cameras through picamera2: inference reads the lores YUV420 stream.
+"""Raspberry Pi cameras through picamera2: inference reads the lores YUV420 stream, snapshots
+the main stream of the same request.
 
 picamera2 exists only on a Pi (it needs Raspberry Pi's libcamera), so it is imported when a
 camera is opened, never at module import.
@@ -14,6 +15,7 @@ import cv2
 import numpy as np
 
 from camclassd.errors import SourceError
+from camclassd.sources.base import Capture
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +53,13 @@ def yuv420_to_rgb(buffer: np.ndarray, width: int, height: int, stride: int) -> n
 
 
 class Picamera2Source:
-    """A Pi camera opened once: main stream (RGB, for snapshots) plus a lores YUV420 stream.
+    """A Pi camera opened once: main stream (for snapshots) plus a lores YUV420 stream.
 
-    Each read waits at most `capture_timeout_s` (picamera2's job `wait=` timeout): a
-    `capture_array()` that would hang raises SourceError, so the pipeline reopens the camera
-    and the watchdog sees the stall instead of a silent freeze.
+    Each read takes one request (`capture_request()`), so the lores frame, its Y plane and the
+    main image are the same moment; the request goes back to the camera at once. A read
+    waits at most `capture_timeout_s` (picamera2's job `wait=` timeout): a capture that would
+    hang raises SourceError, so the pipeline reopens the camera and the watchdog sees the
+    stall instead of a silent freeze.
     """
 
     live = True
@@ -125,20 +129,33 @@ class Picamera2Source:
             )
         self._camera = camera
 
-    def read(self) -> np.ndarray | None:
+    def read(self) -> Capture | None:
         camera = self._camera
         if camera is None:
             raise SourceError(f"camera {self.name}: read before open")
         try:
-            buffer = camera.capture_array("lores", wait=self._timeout)
+            request = camera.capture_request(wait=self._timeout)
         except TimeoutError as error:
             # The timed-out job stays queued in picamera2; drop it before reopening.
             camera.cancel_all_and_flush()
             raise SourceError(f"camera {self.name}: no frame within {self._timeout:g} s") from error
         except Exception as error:
             raise SourceError(f"camera {self.name}: capture failed: {error}") from error
+        try:
+            # make_array copies out of the request's buffers, so it can be released at once.
+            buffer = request.make_array("lores")
+            main = request.make_array("main")
+        except Exception as error:
+            raise SourceError(f"camera {self.name}: capture failed: {error}") from error
+        finally:
+            request.release()
         width, height = self.lores_size
-        return yuv420_to_rgb(buffer, width, height, self.lores_stride)
+        pixels = yuv420_to_rgb(buffer, width, height, self.lores_stride)
+        luma = np.asarray(buffer).reshape(-1)[: height * self.lores_stride]
+        luma = luma.reshape(height, self.lores_stride)[:, :width]
+        luma.flags.writeable = False
+        # picamera2's "RGB888" is B, G, R in memory: a reversed view is RGB without a copy.
+        return Capture(pixels, full=main[..., ::-1], luma=luma)
 
     def close(self) -> None:
         if self._camera is not None:

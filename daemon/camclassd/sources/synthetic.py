@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from camclassd.sources.base import Capture
 from camclassd.sources.pacing import Pacer
 
 PATTERNS = 2  # enough to not be a constant image; each 1080p frame is 6 MiB
@@ -42,17 +43,18 @@ class SyntheticSource:
         self.height = height
         self._fps = fps
         self._pacer = Pacer(fps)
-        self._frames: list[np.ndarray] = []
+        self._frames: list[Capture] = []
         self._index = 0
 
     def open(self) -> None:
         if not self._frames:
-            self._frames = [make_pattern(self.width, self.height, i) for i in range(PATTERNS)]
-            for frame in self._frames:
+            for index in range(PATTERNS):
+                frame = make_pattern(self.width, self.height, index)
                 frame.flags.writeable = False  # shared between reads: nobody may scribble on it
+                self._frames.append(Capture(frame))
         self._pacer = Pacer(self._fps)
 
-    def read(self) -> np.ndarray | None:
+    def read(self) -> Capture | None:
         self._pacer.wait()
         frame = self._frames[self._index % len(self._frames)]
         self._index += 1
