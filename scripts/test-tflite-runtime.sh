@@ -37,4 +37,4 @@ for name in ("tflite-runtime", "numpy", "opencv-python-headless"):
     print(f"{name} {md.version(name)}")
 EOF
 CAMCLASSD_RUNTIME=tflite-runtime exec "$venv/bin/python" -m pytest -q -p no:cacheprovider \
-    tests/test_engine.py tests/test_classify_cli.py "$@"
+    tests/test_engine.py tests/test_classify_cli.py tests/test_trained_runtime.py "$@"

@@ -16,6 +16,7 @@ from types import MappingProxyType
 from camclassd import __version__
 from camclassd.constants import CROPS, DEFAULT_CONFIG_PATH, DELEGATES
 from camclassd.errors import EXIT_FAILURE, CamclassdError
+from camclassd.training import cli_args as training_cli
 
 # subcommand -> "module:function"; each function takes the parsed args and returns an exit code.
 _HANDLERS = MappingProxyType(
@@ -26,6 +27,7 @@ _HANDLERS = MappingProxyType(
         "check-config": "camclassd.configfile:check_config_main",
         "default-config": "camclassd.configfile:default_config_main",
         "watch": "camclassd.mqtt.watch:main",
+        **training_cli.HANDLERS,
     }
 )
 
@@ -121,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ca-file", type=Path, default=None, help="CA certificate; implies --tls")
     p.add_argument("--json", action="store_true", help="JSON lines (default when piped)")
     p.add_argument("--count", type=int, default=None, help="exit after N messages")
+
+    # --- train, evaluate, collect, dataset, model (training) ---
+    training_cli.add_parsers(sub)
     return parser
 
 

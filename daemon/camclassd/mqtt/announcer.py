@@ -103,15 +103,20 @@ class Announcer:
             self._removed_components.update(changes.removed)
         if not self._session.connected:
             return  # the next connect sends the removals and the new discovery
-        old_subscriptions = set(Announcer(self._session, self._topics, old).subscriptions())
-        new_subscriptions = set(self.subscriptions())
-        for topic in old_subscriptions - new_subscriptions:
-            self._session.client.unsubscribe(topic)
-        for topic in new_subscriptions - old_subscriptions:
-            self._session.client.subscribe(topic, QOS_CONTROL)
         self._send_removals()
         self._send_handovers()
         self.publish()
+        # Only the birth topic is followed on a reload. The other-form filter is not: on it
+        # the broker would deliver the retained config just handed over, and handing it over
+        # again after the new configs went out makes HA log "conflicting discovery"; what a
+        # reload hands over comes from `reload_changes`, the next connect re-subscribes all.
+        old_birth = old.homeassistant.status_topic if old.homeassistant.enabled else None
+        new_birth = config.homeassistant.status_topic if config.homeassistant.enabled else None
+        if old_birth != new_birth:
+            if old_birth is not None:
+                self._session.client.unsubscribe(old_birth)
+            if new_birth is not None:
+                self._session.client.subscribe(new_birth, QOS_CONTROL)
 
     def _send_removals(self) -> None:
         """Empty retained configs make HA delete the entities of removed cameras."""

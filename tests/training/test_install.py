@@ -1,0 +1,228 @@
+"""`camclassd model install|list|rollback` and `train --install`: versions, the config edit,
+refusals, and a running daemon reloaded over MQTT onto the new labels."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+
+from camclassd.errors import ConfigError
+from camclassd.training.tomledit import set_keys, set_model_paths
+from tests.broker import Mosquitto
+from tests.conftest import LABELS, UINT8_MODEL, run_cli
+from tests.daemon_helpers import collector, daemon
+
+CONFIG = """\
+# garage camera box
+[device]
+id = "{device}"   # topics use it
+
+[cameras.door]
+type = "images"
+path = "{images}"
+fps = 5
+
+[model]
+# the classifier in use
+path = "{model}"  # shipped with camclassd
+labels = '{labels}'
+num_threads = 1
+
+[pipeline]
+stable_frames = 1
+
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+
+[homeassistant]
+enabled = false
+"""
+
+
+def make_config(tmp_path: Path, images: Path, port: int = 1) -> tuple[Path, str]:
+    device = f"t{uuid.uuid4().hex[:8]}"
+    path = tmp_path / "camclassd.toml"
+    path.write_text(
+        CONFIG.format(device=device, images=images, model=UINT8_MODEL, labels=LABELS, port=port)
+    )
+    return path, device
+
+
+def _install(*args: str) -> tuple[int, str, str]:
+    done = run_cli("model", *args)
+    return done.returncode, done.stdout, done.stderr
+
+
+# ---- the TOML edit -----------------------------------------------------------------------------
+
+
+def test_the_edit_touches_only_path_and_labels() -> None:
+    text = "# top\r\n[model]\r\npath = \"a\"  # keep me\r\nlabels = 'b'\r\nnum_threads = 2\r\n"
+    edited = set_model_paths(text, path="/m/x.tflite", labels="/m/x.txt")
+    assert edited == (
+        '# top\r\n[model]\r\npath = "/m/x.tflite"  # keep me\r\nlabels = "/m/x.txt"\r\n'
+        "num_threads = 2\r\n"
+    )
+    missing = set_model_paths("[model]\nnum_threads = 2\n[mqtt]\n", path="p", labels="l")
+    assert missing == '[model]\npath = "p"\nlabels = "l"\nnum_threads = 2\n[mqtt]\n'
+    absent = set_model_paths("[mqtt]\nhost = 'x'", path='we"ird', labels="l")
+    assert absent == '[mqtt]\nhost = \'x\'\n\n[model]\npath = "we\\"ird"\nlabels = "l"\n'
+    with pytest.raises(ConfigError, match="not a one-line string"):
+        set_model_paths('[model]\npath = """\nx"""\n', path="p", labels="l")
+
+
+# ---- install, list, rollback -----------------------------------------------------------------
+
+
+def test_install_list_and_rollback_keep_the_users_file(
+    tmp_path: Path, state_model: Path, object_model: Path, state_data: Path
+) -> None:
+    config, _ = make_config(tmp_path, state_data / "cat")
+    original = config.read_text()
+    models = tmp_path / "models"
+    where = ["--config", str(config), "--models-dir", str(models)]
+    code, out, err = _install("install", str(state_model), *where)
+    assert code == 0, err
+    assert f"installed door v1 in {models}/door/v1" in out and "systemctl reload" in out
+    assert sorted(p.name for p in (models / "door" / "v1").iterdir()) == [
+        "card.json",
+        "card.txt",
+        "door.tflite",
+        "door.txt",
+        "previous.json",
+    ]
+    first = config.read_text()
+    changed = [
+        (a, b) for a, b in zip(original.splitlines(), first.splitlines(), strict=True) if a != b
+    ]
+    assert changed == [
+        (
+            f'path = "{UINT8_MODEL}"  # shipped with camclassd',
+            f'path = "{models}/door/v1/door.tflite"  # shipped with camclassd',
+        ),
+        (f"labels = '{LABELS}'", f'labels = "{models}/door/v1/door.txt"'),
+    ]
+    assert _install("install", str(state_model), *where)[0] == 0
+    assert _install("install", str(object_model), *where)[0] == 0
+    code, out, _ = _install("list", *where)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("  door v1") and lines[1].startswith("  door v2")
+    assert lines[2].startswith("* objects v1") and "astronaut, cat" in lines[2]
+
+    # rollback walks back through what was installed, to the shipped model
+    for expected in ("door/v2/door.tflite", "door/v1/door.tflite", str(UINT8_MODEL)):
+        code, out, err = _install("rollback", *where)
+        assert code == 0, err
+        assert expected in out
+    assert config.read_text().replace("'", '"') == original.replace("'", '"')
+    code, _, err = _install("rollback", *where)
+    assert code == 66 and "nothing to roll back" in err
+
+
+def test_a_model_that_does_not_load_is_refused_and_nothing_changes(
+    tmp_path: Path, state_model: Path, state_data: Path
+) -> None:
+    config, _ = make_config(tmp_path, state_data / "cat")
+    before = config.read_bytes()
+    broken = tmp_path / "broken"
+    shutil.copytree(state_model, broken)
+    data = (broken / "door.tflite").read_bytes()
+    (broken / "door.tflite").write_bytes(data[: len(data) // 2])
+    code, _, err = _install(
+        "install", str(broken), "--config", str(config), "--models-dir", str(tmp_path / "models")
+    )
+    assert code == 69, err
+    assert err.count("\n") == 1 and "door.tflite" in err
+    assert config.read_bytes() == before
+    assert not (tmp_path / "models").exists()
+    # wrong labels for the model: refused as well
+    (broken / "door.tflite").write_bytes(data)
+    (broken / "door.txt").write_text("a\nb\nc\n")
+    code, _, err = _install(
+        "install", str(broken), "--config", str(config), "--models-dir", str(tmp_path / "models")
+    )
+    assert code == 69 and "3 labels" in err
+    assert config.read_bytes() == before
+
+
+def test_a_config_that_does_not_validate_is_not_touched(
+    tmp_path: Path, state_model: Path, state_data: Path
+) -> None:
+    config, _ = make_config(tmp_path, state_data / "cat")
+    config.write_text(config.read_text().replace("num_threads = 1", "num_threads = 0"))
+    before = config.read_bytes()
+    code, _, err = _install(
+        "install",
+        str(state_model),
+        "--config",
+        str(config),
+        "--models-dir",
+        str(tmp_path / "models"),
+    )
+    assert code == 78, err
+    assert config.read_bytes() == before
+
+
+def test_train_install_reloads_the_running_daemon_over_mqtt(
+    tmp_path: Path, broker: Mosquitto, state_data: Path
+) -> None:
+    """The daemon classifies with ImageNet; train --install --reload mqtt; the same camera's
+    messages then carry the new model's name and labels."""
+    config, device = make_config(tmp_path, state_data / "cat", broker.port)
+    with (
+        collector(broker.host, broker.port, [f"camclassd/{device}/#"]) as sub,
+        daemon(config) as proc,
+    ):
+        sub.wait_count("/door/classification", 2, timeout=30)
+        done = run_cli(
+            "train",
+            str(state_data),
+            "--out",
+            str(tmp_path / "door"),
+            "--no-progress",
+            "--views",
+            "2",
+            "--folds",
+            "2",
+            "--install",
+            "--config",
+            str(config),
+            "--models-dir",
+            str(tmp_path / "models"),
+            "--reload",
+            "mqtt",
+            timeout=180,
+        )
+        assert done.returncode == 0, done.stderr + proc.log()
+        assert "the daemon reloaded" in done.stdout
+        sub.wait_for(
+            lambda ms: any(
+                m.topic.endswith("/door/classification")
+                and json.loads(m.payload)["model"] == "door"
+                for m in ms
+            ),
+            timeout=30,
+        )
+        assert proc.alive()
+    new = [m.json() for m in sub.on("/door/classification") if m.json()["model"] == "door"]
+    labels = {item["label"] for message in new for item in message["top"]}
+    assert labels <= {"cat", "none"} and new[-1]["top"][0]["label"] == "cat"
+
+
+def test_another_table_can_be_edited_the_same_way() -> None:
+    """What a per-camera model key would need: `[cameras.door]` edited, `[cameras.yard]` not."""
+    text = '[cameras.door]\ntype = "images"  # door\n\n[ cameras . yard ]\nmodel = "a"\n'
+    edited = set_keys(text, "cameras.door", {"model": "/m/door.tflite"})
+    assert edited == (
+        '[cameras.door]\nmodel = "/m/door.tflite"\ntype = "images"  # door\n\n'
+        '[ cameras . yard ]\nmodel = "a"\n'
+    )
+    assert set_keys(text, "cameras.yard", {"model": "b"}).endswith(
+        '[ cameras . yard ]\nmodel = "b"\n'
+    )
