@@ -12,6 +12,7 @@ import json
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -24,6 +25,10 @@ from camclassd.config import Config
 from camclassd.engine import Engine
 from camclassd.gate import SceneGate, make_stage, stage_for
 from camclassd.gate_config import GateConfig, camera_is_live
+from camclassd.metrics import Metrics
+from camclassd.mqtt.payloads import gate_open_ratio
+from camclassd.pipeline import Pipeline
+from camclassd.sources.base import Capture
 from camclassd.stage import PassThrough, StageInput
 from camclassd.threads import plan_threads, resolve_threads, source_cost
 from tests.conftest import LABELS, REPO, UINT8_MODEL, run_cli
@@ -279,3 +284,82 @@ def test_bench_gate_reports_the_targets() -> None:
     assert change["invokes"]["ungated"] == change["frames"] == 60
     assert all(delay is not None and delay <= 2 for delay in change["delay_frames"])
     assert change["labels_equal"] is True
+
+
+class ClipSource:
+    """A real source over a clip's frames, read once (a file: not live, the pipeline blocks)."""
+
+    live = False
+
+    def __init__(self, name: str, clip: clips.Clip) -> None:
+        self.name = name
+        self.clip = clip
+        self.index = 0
+
+    def open(self) -> None:
+        self.index = 0
+
+    def read(self) -> Capture | None:
+        if self.index >= self.clip.frames:
+            return None
+        self.index += 1
+        return Capture(pixels=self.clip.render(self.index - 1))
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def run_pipeline(clip: clips.Clip, mode: str) -> tuple[dict[str, int], list[Any], Metrics]:
+    """The real Pipeline over `clip` with the gate in `mode`; (counters, results, metrics)."""
+    config = Config.model_validate(
+        {
+            "cameras": {"door": {"type": "synthetic", "gate": {"mode": mode}}},
+            "pipeline": {"drop_policy": "block", "queue_size": 1},
+        }
+    )
+    results: list[Any] = []
+
+    class Keep:
+        def publish(self, result: Any) -> None:
+            results.append(result)
+
+        def snapshot(self, snapshot: Any) -> None:
+            """Not used."""
+
+        def close(self) -> None:
+            """Nothing to release."""
+
+    metrics = Metrics(window=200)
+    pipeline = Pipeline(
+        config,
+        lambda: Engine(UINT8_MODEL, LABELS, num_threads=1),
+        [Keep()],
+        metrics,
+        REPO,
+        source_factory=lambda name, camera: ClipSource(name, clip),
+    )
+    pipeline.start()
+    try:
+        assert pipeline.finished.wait(60), "a finite source must finish"
+    finally:
+        assert pipeline.stop(5.0)
+    return metrics.counters(), results, metrics
+
+
+def test_the_gate_in_the_real_pipeline() -> None:
+    clip = clips.change(seconds=12)
+    counters, results, metrics = run_pipeline(clip, "motion")
+    assert counters["captured"] == clip.frames
+    assert counters["captured"] == counters["classified"] + counters["dropped"] + counters["gated"]
+    assert counters["gated"] > clip.frames / 2
+    # Only classified frames are numbered: no gaps for the gated ones.
+    assert [result.seq for result in results] == list(range(1, len(results) + 1))
+    ratio = gate_open_ratio(metrics.snapshot().cameras["door"].counters)
+    assert ratio == round(counters["classified"] / clip.frames, 4)
+    # The stable label changes exactly as without the gate (hysteresis, stable_frames).
+    plain_counters, plain, _ = run_pipeline(clip, "always")
+    assert plain_counters["gated"] == 0 and plain_counters["classified"] == clip.frames
+    changes = [r.stable_label for r in results if r.changed]
+    assert changes == [r.stable_label for r in plain if r.changed]
+    named = [label.split()[-1] for label in changes if label is not None]
+    assert named == ["espresso", "cat", "espresso", "moped", "espresso"]
