@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
+import time
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -363,3 +365,63 @@ def test_the_gate_in_the_real_pipeline() -> None:
     assert changes == [r.stable_label for r in plain if r.changed]
     named = [label.split()[-1] for label in changes if label is not None]
     assert named == ["espresso", "cat", "espresso", "moped", "espresso"]
+
+
+class StillThenStall:
+    """A live camera on a still real scene (a still clip with sensor noise) that stalls after
+    `frames` frames: read() then blocks, as a hung camera does."""
+
+    live = True
+
+    def __init__(self, name: str, frames: int) -> None:
+        self.name = name
+        self.clip = clips.still(seconds=60)
+        self.frames = frames
+        self.index = 0
+        self.release = threading.Event()
+
+    def open(self) -> None:
+        self.index = 0
+
+    def read(self) -> Capture | None:
+        if self.index >= self.frames:
+            self.release.wait(10)  # the stall
+            return None
+        self.index += 1
+        time.sleep(0.02)  # 50 fps
+        return Capture(pixels=self.clip.render(self.index % self.clip.frames))
+
+    def close(self) -> None:
+        self.release.set()
+
+
+def test_the_watchdog_follows_gated_frames_and_still_sees_a_stall() -> None:
+    """A long still scene is not a stall (the gate skips nearly every frame, yet liveness
+    advances), and a camera that stops giving frames still is one."""
+    config = Config.model_validate(
+        {"cameras": {"door": {"type": "synthetic", "gate": {"mode": "motion", "refresh_s": 60}}}}
+    )
+    source = StillThenStall("door", frames=120)
+    metrics = Metrics(window=200)
+    pipeline = Pipeline(
+        config,
+        lambda: Engine(UINT8_MODEL, LABELS, num_threads=1),
+        [],
+        metrics,
+        REPO,
+        source_factory=lambda name, camera: source,
+    )
+    pipeline.start()
+    try:
+        ages = []
+        while source.index < source.frames:
+            time.sleep(0.2)
+            ages.append(time.monotonic() - pipeline.last_alive)
+        counters = metrics.counters()
+        assert counters["gated"] > 10 * counters["classified"]  # a still scene: gated
+        assert max(ages[1:]) < 1.0  # ...and the watchdog clock kept running
+        time.sleep(1.2)
+        assert time.monotonic() - pipeline.last_alive > 1.0  # the stall shows
+    finally:
+        source.release.set()
+        pipeline.stop(5.0)
