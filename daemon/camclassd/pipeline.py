@@ -24,25 +24,29 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
+from camclassd.camera_state import (
+    CameraState,
+    InferenceEngine,
+    ModelFiles,
+    luma_crop,
+    make_camera,
+    own_model,
+    scene_gate,
+)
 from camclassd.cameras import open_source
-from camclassd.collect import AutoCollect, CollectJob, CollectPolicy, Sample
+from camclassd.collect import AutoCollect, CollectJob, Sample
 from camclassd.config import CameraConfig, Config
 from camclassd.errors import SourceError
 from camclassd.frame import Frame
-from camclassd.gate import make_stage
-from camclassd.gate_config import camera_is_live
 from camclassd.metrics import Metrics
-from camclassd.preprocess import Preprocessor
 from camclassd.queues import FrameQueues
-from camclassd.results import Classification, LabelTracker, PublishPolicy, ResultProcessor
+from camclassd.results import Classification
 from camclassd.sinks import CLOSE_GRACE_S, FanOut, Sink
-from camclassd.snapshots import Snapshot, SnapshotPolicy
+from camclassd.snapshots import Snapshot
 from camclassd.sources import Backoff, Capture, Source, reopen
 from camclassd.sources.base import describe
 from camclassd.stage import Stage, StageInput
@@ -52,35 +56,6 @@ log = logging.getLogger(__name__)
 SourceFactory = Callable[[str, CameraConfig], Source]
 StageFactory = Callable[[str, CameraConfig], Stage]
 SINK_QUEUE = 64  # results and snapshots waiting for the sinks, all cameras together
-
-
-ModelFiles = tuple[Path, Path]  # a camera's own model and labels
-
-
-def own_model(camera: CameraConfig) -> ModelFiles | None:
-    """The camera's own model and labels (labels default to MODEL.txt beside it), or None
-    for the config's `[model]`."""
-    if camera.model is None:
-        return None
-    return camera.model, camera.labels or camera.model.with_suffix(".txt")
-
-
-class InferenceEngine(Protocol):
-    """What the pipeline needs of `camclassd.engine.Engine`."""
-
-    name: str
-    input_size: tuple[int, int]
-    labels: list[str]
-
-    def to_input(self, pixels: np.ndarray) -> np.ndarray: ...
-
-    def infer(self, batch: np.ndarray) -> np.ndarray: ...
-
-
-def scene_gate(_name: str, camera: CameraConfig) -> Stage:
-    """The camera's `[gate]`: a SceneGate, or PassThrough where it is off (by default, off
-    for sources that are not live cameras: images, files, synthetic frames)."""
-    return make_stage(camera.gate, camera_is_live(camera.type, getattr(camera, "uri", None)))
 
 
 class Pipeline:
@@ -118,7 +93,7 @@ class Pipeline:
         self._source_factory = source_factory
         self._stage_factory = stage_factory
         self._backoff = (reconnect_min_s, reconnect_max_s)
-        self._cameras: dict[str, _Camera] = {}
+        self._cameras: dict[str, CameraState] = {}
         self._stopping = threading.Event()  # sources stop; workers drain what is queued
         self._abort = threading.Event()  # past the stop deadline: discard instead of draining
         self._paused = threading.Event()
@@ -154,8 +129,16 @@ class Pipeline:
             ]
             engines += [(engine, queues) for engine in models]
             for name in names:
-                self._cameras[name] = self._make_camera(
-                    name, self.config.cameras[name], models[0], queues
+                spec = self.config.cameras[name]
+                self._cameras[name] = make_camera(
+                    name,
+                    spec,
+                    self.config,
+                    engine=models[0],
+                    queues=queues,
+                    source=self._source_factory(name, spec),
+                    stage=self._stage_factory(name, spec),
+                    first_seq=self._first_seq.get(name, 0),
                 )
         # One model for every camera: its labels (Home Assistant's enum options, events).
         self.labels = tuple(engines[0][0].labels) if len(by_model) == 1 else ()
@@ -309,7 +292,7 @@ class Pipeline:
 
     # ==== 1. capture: one thread per camera =====================================================
 
-    def _capture(self, camera: _Camera) -> None:
+    def _capture(self, camera: CameraState) -> None:
         try:
             self._capture_loop(camera)
         except Exception:  # a bug, not a camera failure: the watchdog sees this camera stall
@@ -328,7 +311,7 @@ class Pipeline:
         _close_quietly(camera.source)
         self._capture_ended()
 
-    def _capture_loop(self, camera: _Camera) -> None:
+    def _capture_loop(self, camera: CameraState) -> None:
         source = camera.source
         if not camera.opened and not self._reopen(camera):
             return
@@ -361,7 +344,7 @@ class Pipeline:
                 continue  # a live camera keeps flowing so it is fresh on resume
             self._admit(camera, capture)
 
-    def _admit(self, camera: _Camera, capture: Capture) -> None:
+    def _admit(self, camera: CameraState, capture: Capture) -> None:
         """Preprocess one frame, let the stage judge it, queue it for inference."""
         t_captured = time.monotonic()
         wall_time = time.time()
@@ -414,7 +397,7 @@ class Pipeline:
                 camera.snapshots.rearm()
 
     def _submit_sample(
-        self, camera: _Camera, capture: Capture, view: np.ndarray, jobs: tuple[CollectJob, ...]
+        self, camera: CameraState, capture: Capture, view: np.ndarray, jobs: tuple[CollectJob, ...]
     ) -> None:
         fanout = self._fanout
         assert fanout is not None  # started before any capture thread
@@ -423,7 +406,7 @@ class Pipeline:
             Sample(camera.name, camera.seq, np.array(view), np.array(full), jobs[0].label, jobs)
         )
 
-    def _reopen(self, camera: _Camera) -> bool:
+    def _reopen(self, camera: CameraState) -> bool:
         backoff = Backoff(*self._backoff)
         opened = reopen(
             camera.source,
@@ -551,41 +534,8 @@ class Pipeline:
 
     # ==== helpers ==============================================================================
 
-    def _make_camera(
-        self, name: str, camera: CameraConfig, engine: InferenceEngine, queues: FrameQueues
-    ) -> _Camera:
-        settings = self.config.pipeline
-        source = self._source_factory(name, camera)
-        policy = settings.drop_policy
-        snapshot_interval = self.config.mqtt.snapshot_interval_s if self.config.mqtt.enabled else 0
-        return _Camera(
-            name=name,
-            source=source,
-            preprocess=Preprocessor(
-                size=engine.input_size,
-                crop=camera.crop,
-                roi=camera.roi,
-                interpolation=camera.interpolation,
-            ),
-            stage=self._stage_factory(name, camera),
-            drop_oldest=source.live if policy == "auto" else policy == "drop_oldest",
-            results=ResultProcessor(
-                engine.labels,
-                top=self.config.model.top_k,
-                min_score=settings.min_score,
-                tracker=LabelTracker(
-                    settings.threshold_high, settings.threshold_low, settings.stable_frames
-                ),
-                policy=PublishPolicy(settings.publish, settings.max_rate_hz),
-            ),
-            snapshots=SnapshotPolicy(snapshot_interval),
-            collect=CollectPolicy(),
-            queues=queues,
-            seq=self._first_seq.get(name, 0),
-        )
-
     @staticmethod
-    def _first_open(camera: _Camera) -> str | None:
+    def _first_open(camera: CameraState) -> str | None:
         """None when the camera opened, else why not (its thread keeps retrying)."""
         try:
             camera.source.open()
@@ -605,35 +555,6 @@ class Pipeline:
         thread = threading.Thread(target=target, args=args, name=f"camclassd-{role}", daemon=True)
         thread.start()
         return thread
-
-
-@dataclass(eq=False)
-class _Camera:
-    name: str
-    source: Source
-    preprocess: Preprocessor
-    stage: Stage
-    drop_oldest: bool
-    results: ResultProcessor
-    snapshots: SnapshotPolicy
-    collect: CollectPolicy
-    queues: FrameQueues  # its model's: shared by the cameras on that model
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    seq: int = 0
-    opened: bool = False
-    ended: bool = False
-    last_alive: float = 0.0  # monotonic: the newest frame skipped by the stage or classified
-
-
-def luma_crop(preprocess: Preprocessor, capture: Capture) -> tuple[int, int, int, int]:
-    """The camera's crop/ROI in the luma plane's coordinates, as (x, y, width, height)."""
-    assert capture.luma is not None
-    height, width = capture.pixels.shape[:2]
-    luma_h, luma_w = capture.luma.shape[:2]
-    x1, y1, x2, y2 = preprocess.crop_box(width, height)
-    sx, sy = luma_w / width, luma_h / height
-    left, top = round(x1 * sx), round(y1 * sy)
-    return (left, top, max(1, round(x2 * sx) - left), max(1, round(y2 * sy) - top))
 
 
 def _close_quietly(source: Source) -> None:
