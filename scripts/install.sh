@@ -112,7 +112,9 @@ if [ "$DO_PIP" = 1 ]; then
   constraints=()
   # picamera2's compiled helpers are built against the system numpy: a numpy 2 from PyPI in
   # the venv would shadow it and break them, so keep the system's version when there is one.
-  system_numpy=$("$VENV/bin/python" -c 'import numpy; print(numpy.__version__)' 2>/dev/null || true)
+  # Ask the system Python, not the venv's: on a second run the venv sees the numpy that the
+  # first run installed into it, and would take that for the system's.
+  system_numpy=$("$PYTHON" -c 'import numpy; print(numpy.__version__)' 2>/dev/null || true)
   if [ -n "$system_numpy" ]; then
     constraint_file=$(mktemp)
     trap 'rm -f "$constraint_file"' EXIT

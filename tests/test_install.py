@@ -218,6 +218,37 @@ def test_real_pip_install_of_this_checkout(tmp_path: Path) -> None:
     assert str(venv) in result.stdout, "the installed copy, not the checkout"
 
 
+@pytest.mark.slow
+def test_numpy_already_in_the_venv_is_not_taken_for_the_systems(tmp_path: Path) -> None:
+    """A second run must ask the system Python: the venv sees the numpy the first run put in."""
+    root = tmp_path / "root"
+    install(root, "--skip-pip")  # the venv, as a first run leaves it (numpy added below)
+    venv = root / "opt/camclassd/venv"
+    purelib = "import sysconfig; print(sysconfig.get_path('purelib'))"
+    site = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", purelib],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
+    (Path(site) / "numpy").mkdir()
+    (Path(site) / "numpy" / "__init__.py").write_text('__version__ = "0.0.1"\n')
+    system = subprocess.run(
+        [BASE_PYTHON, "-c", "import numpy; print(numpy.__version__)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    result = install(root, "--pip-arg", "--no-deps", timeout=300)
+    assert "keeping the system numpy 0.0.1" not in result.stdout, result.stdout
+    if system.returncode == 0:
+        assert f"keeping the system numpy {system.stdout.strip()}" in result.stdout, result.stdout
+    else:
+        assert "keeping the system numpy" not in result.stdout, result.stdout
+
+
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
 def test_scripts_pass_shellcheck() -> None:
     result = subprocess.run(
