@@ -173,10 +173,15 @@ def test_train_install_reloads_the_running_daemon_over_mqtt(
     tmp_path: Path, broker: Mosquitto, state_data: Path
 ) -> None:
     """The daemon classifies with ImageNet; train --install --reload mqtt; the same camera's
-    messages then carry the new model's name and labels."""
+    messages then carry the new model's name and labels, and Home Assistant's label sensor
+    becomes an enum of them."""
     config, device = make_config(tmp_path, state_data / "cat", broker.port)
+    config.write_text(
+        config.read_text().replace("[homeassistant]\nenabled = false", "[homeassistant]")
+    )
+    discovery = f"homeassistant/device/{device}/config"
     with (
-        collector(broker.host, broker.port, [f"camclassd/{device}/#"]) as sub,
+        collector(broker.host, broker.port, [f"camclassd/{device}/#", discovery]) as sub,
         daemon(config) as proc,
     ):
         sub.wait_count("/door/classification", 2, timeout=30)
@@ -213,6 +218,12 @@ def test_train_install_reloads_the_running_daemon_over_mqtt(
     new = [m.json() for m in sub.on("/door/classification") if m.json()["model"] == "door"]
     labels = {item["label"] for message in new for item in message["top"]}
     assert labels <= {"cat", "none"} and new[-1]["top"][0]["label"] == "cat"
+    configs = [json.loads(m.payload) for m in sub.on(discovery) if m.payload]
+    before, after = configs[0]["components"], configs[-1]["components"]
+    assert "options" not in before["door_label"]  # 1000 ImageNet labels: a plain text sensor
+    assert after["door_label"]["device_class"] == "enum"
+    assert set(after["door_label"]["options"]) == {"cat", "none"}
+    assert set(after["door_label_changed"]["event_types"]) == {"cat", "none"}
 
 
 def test_another_table_can_be_edited_the_same_way() -> None:
