@@ -306,7 +306,8 @@ def test_cross_field_rules_name_the_key(
         ('[cameras.a]\ntype = "opencv"\n', r"cameras\.a\.uri \(line 1\): required key is missing"),
         (
             "[bogus]\nx = 1\n",
-            r"bogus = \{ x = 1 \} \(line 1\): unknown section; allowed here: cameras, collect, device",
+            r"bogus = \{ x = 1 \} \(line 1\): unknown section; "
+            r"allowed here: cameras, collect, device",
         ),
         ("pipeline = 3\n", r"pipeline = 3 \(line 1\): must be a table"),
         (
