@@ -353,14 +353,7 @@ class Pipeline:
             view = camera.preprocess(capture.pixels)
         except Exception:  # a malformed frame must not end the camera
             camera.seq += 1  # lost, so a gap in seq shows it
-            log.exception(
-                "camera %s: frame %d cannot be preprocessed",
-                camera.name,
-                camera.seq,
-                extra={"camera": camera.name, "seq": camera.seq, "stage": "preprocess"},
-            )
-            self.metrics.error(camera.name)
-            self.metrics.dropped(camera.name, "bad_frame")
+            self._lost(camera.name, camera.seq, "preprocess", "bad_frame", "cannot be preprocessed")
             return
         t_preprocessed = time.monotonic()
         jobs = camera.collect.claim(t_captured)
@@ -492,14 +485,15 @@ class Pipeline:
             try:
                 self._deliver(frame, row, engine.name)
             except Exception:  # a bug in one result must not end the worker
-                log.exception(
-                    "camera %s: frame %d: results failed",
-                    frame.camera,
-                    frame.seq,
-                    extra={"camera": frame.camera, "seq": frame.seq, "stage": "results"},
-                )
-                self.metrics.error(frame.camera)
-                self.metrics.dropped(frame.camera, "results_error")
+                self._lost(frame.camera, frame.seq, "results", "results_error", "results failed")
+
+    def _lost(self, camera: str, seq: int, stage: str, reason: str, what: str) -> None:
+        """A frame lost to bad data or a bug (call it while handling the exception): its
+        traceback in the log, counted as an error and as dropped for `reason`."""
+        extra = {"camera": camera, "seq": seq, "stage": stage}
+        log.exception("camera %s: frame %d: %s", camera, seq, what, extra=extra)
+        self.metrics.error(camera)
+        self.metrics.dropped(camera, reason)
 
     # ==== 3. results -> fan-out =================================================================
 
