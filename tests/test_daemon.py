@@ -353,8 +353,9 @@ def test_reload_applies_a_new_camera_and_model_and_rejects_a_broken_config(
 def test_reload_with_new_connection_settings_starts_a_new_mqtt_session(
     tmp_path: Path, broker: Mosquitto
 ) -> None:
-    """A changed prefix (a session setting) on reload: the old topics say offline, the new
-    ones come online and get results; the pipeline's sequence numbers carry on."""
+    """A changed prefix (a session setting) on an MQTT reload: the reply comes back, the old
+    topics say offline, the new ones come online and get results; the sequence numbers carry
+    on."""
     config, device = make_config(tmp_path, broker.port)
     with (
         collector(broker.host, broker.port, [f"camclassd/{device}/#", f"moved/{device}/#"]) as sub,
@@ -364,7 +365,10 @@ def test_reload_with_new_connection_settings_starts_a_new_mqtt_session(
         config.write_text(
             config.read_text().replace('host = "127.0.0.1"', 'host = "127.0.0.1"\nprefix = "moved"')
         )
-        proc.signal(signal.SIGHUP)
+        # Over MQTT: the reply still comes back on the old session, which then goes offline.
+        sub.client.publish(f"camclassd/{device}/cmd/reload", b'{"id": "move"}', qos=1)
+        (reply,) = sub.wait_count(f"camclassd/{device}/cmd/reload/reply", 1)
+        assert reply.json()["ok"] is True and reply.json()["id"] == "move", reply.json()
         moved = sub.wait_count(f"moved/{device}/front/classification", 2)
         availability = [(m.topic.split("/")[0], m.payload) for m in sub.on("/availability")]
         assert ("camclassd", b"offline") in availability

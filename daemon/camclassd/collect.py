@@ -109,6 +109,12 @@ class CollectPolicy:
         with self._lock:
             self._jobs.append(job)
 
+    def take_unfinished(self) -> list[CollectJob]:
+        """The jobs not done yet, removed from this camera (a reload carries them over)."""
+        with self._lock:
+            jobs, self._jobs = [job for job in self._jobs if not job.done], []
+            return jobs
+
     def claim(self, now: float) -> list[CollectJob]:
         """The jobs this frame is saved for (usually none: one lock-free check)."""
         if not self._jobs:

@@ -339,6 +339,12 @@ class CommandInbox:
             answer(request.respond, refusal(request.command, reason))
             return
         self._queue.put(request)
+        # Closed between the check and the put: the server is gone, nobody would take it.
+        # (No lock: a signal handler submits too.)
+        reason = self._closed
+        if reason is not None:
+            while (late := self.take_nowait()) is not None:
+                answer(late.respond, refusal(late.command, reason))
 
     def wake(self) -> None:
         """Make a waiting `take` return now (None)."""

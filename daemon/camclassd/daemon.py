@@ -95,6 +95,9 @@ class Daemon:
         self._previous_handlers: dict[int, Any] = {}
         self._runtime: Runtime | None = None
         self._pending: list[tuple[Pending, Request]] = []  # commands replied to when done
+        # MQTT sessions (and their sinks) a reload replaced: stopped once the replies are out.
+        self._retired: list[tuple[MqttService | None, list[Sink]]] = []
+        self._fatal = False  # a reload left no pipeline running: exit 1 for systemd
 
     @property
     def runtime(self) -> Runtime:
@@ -184,7 +187,7 @@ class Daemon:
                 # Checked once a tick; frames in flight still drain: the total may end above N.
                 log.info("--max-frames %d reached (%d classified)", max_frames, classified)
                 break
-        return EXIT_OK
+        return EXIT_FAILURE if self._fatal else EXIT_OK
 
     def _serve_request(self, request: Request) -> None:
         """Run one command; queued reloads are served by a single reload."""
@@ -205,6 +208,15 @@ class Daemon:
             answer(waiting.respond, {**reply, "id": waiting.command.request_id})
         for other in others:
             self._serve_request(other)
+        self._retire_sessions()
+
+    def _retire_sessions(self) -> None:
+        for mqtt, sinks in self._retired:
+            if mqtt is not None:
+                mqtt.stop()  # says `offline` on the old topics
+            for sink in sinks:
+                sink.close()
+        self._retired = []
 
     def _answer_pending(self, now: float) -> None:
         """Reply to the commands whose results came in (collect jobs done or timed out)."""
@@ -225,6 +237,7 @@ class Daemon:
         for _, request in self._pending:
             answer(request.respond, refusal(request.command, REFUSED_WHILE_STOPPING))
         self._pending = []
+        self._retire_sessions()
         started = time.monotonic()
         if not rt.pipeline.stop(rt.config.pipeline.stop_timeout_s):
             log.warning("some pipeline threads did not stop within the deadline")
@@ -414,10 +427,9 @@ class Daemon:
                 self._restore_endpoint(rt)
                 return error
         if steps.new_session:
-            if rt.mqtt is not None:
-                rt.mqtt.stop()
-            for sink in rt.sinks:
-                sink.close()
+            # The old session is stopped after this command's reply went out on it
+            # (`_retire_sessions`): stopped here, the reply to an MQTT `reload` would be lost.
+            self._retired.append((rt.mqtt, rt.sinks))
             if mqtt is not None:
                 mqtt.set_features(_features(rt.pipeline))
                 mqtt.start()
@@ -449,11 +461,19 @@ class Daemon:
         except Exception as error:  # the new model or camera is unusable: restart the old one
             log.exception("new config could not start; restarting the previous one")
             restored = self._build_pipeline(rt.config, rt.metrics, rt.sinks, old.sequence_numbers())
-            restored.start()
+            try:
+                restored.start()
+            except Exception as failure:  # neither config runs: exit 1, systemd restarts us
+                log.exception("the previous config could not start again either; exiting")
+                self._fatal = True
+                self.stop_requested.set()
+                return f"the new config could not start ({error}) nor the old one ({failure})"
+            old.move_collect_jobs_to(restored)
             rt.pipeline = restored
             return f"the new config could not start: {error}"
         finally:
             self.notifier.watchdog()
+        old.move_collect_jobs_to(new)
         rt.pipeline = new
         return None
 

@@ -231,6 +231,13 @@ class Pipeline:
             raise ValueError("collecting is not set up in this daemon")
         self._cameras[job.camera].collect.add(job)
 
+    def move_collect_jobs_to(self, other: Pipeline) -> None:
+        """Hand the unfinished `collect` jobs to the pipeline that replaces this one."""
+        for camera in self._cameras.values():
+            for job in camera.collect.take_unfinished():
+                if job.camera in other.cameras:
+                    other.collect(job)
+
     def wait_delivered(self, timeout: float) -> bool:
         """Wait until the sinks have everything classified so far (tests, --max-frames)."""
         return self._fanout is None or self._fanout.drain(timeout)

@@ -112,7 +112,7 @@ class FanOut:
     def submit(self, item: Item) -> None:
         with self._cond:
             if self._closed:
-                self._on_drop(item.camera)
+                self._dropped(item)
                 return
             if len(self._items) >= self._capacity:
                 self._dropped(self._evict())
