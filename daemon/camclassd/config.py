@@ -141,8 +141,9 @@ class PipelineConfig(Section):
         default=15.0,
         gt=0,
         le=3600,
-        description="No frame classified for this long counts as a stall (a dead camera or "
-        "a hung inference): the systemd watchdog pings stop, so systemd restarts the service. "
+        description="No frame classified or skipped by the scene gate for this long counts as "
+        "a stall (a dead camera or a hung inference): the systemd watchdog pings stop, so "
+        "systemd restarts the service. "
         "Keep it above the slowest camera's frame interval.",
     )
 

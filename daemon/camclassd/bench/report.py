@@ -155,14 +155,17 @@ def format_report(report: dict[str, Any]) -> str:
             f"soak: {soak['frames']} frames, RSS {soak['rss_after_warmup_mb']:.1f} -> "
             f"{soak['rss_end_mb']:.1f} MiB ({soak['growth_mb_per_10k']:+.2f} MiB / 10k frames)"
         )
-    lines += ["", "targets"]
-    for target in report["targets"]:
-        verdict = "met" if target["met"] else "NOT MET"
-        lines.append(
-            f"  {target['name']:<40} {target['value']:10.3f} {target['op']} "
-            f"{target['limit']:<10.3f} {verdict}"
-        )
+    lines += ["", "targets", *target_lines(report["targets"], name=40, value=10, limit=10)]
     return "\n".join(lines)
+
+
+def target_lines(targets: list[dict[str, Any]], *, name: int, value: int, limit: int) -> list[str]:
+    """One line per target: name, value, comparison, limit, met / NOT MET."""
+    return [
+        f"  {t['name']:<{name}} {t['value']:{value}.3f} {t['op']} {t['limit']:<{limit}.3f} "
+        + ("met" if t["met"] else "NOT MET")
+        for t in targets
+    ]
 
 
 def source_size(camera: CameraConfig, engine: Engine) -> tuple[int, int]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from camclassd.bench.common import Progress, Setup, first_tensor, rate
 from camclassd.bench.measure import measure_invoke, measure_pipeline, measure_sequential
-from camclassd.bench.report import rounded
+from camclassd.bench.report import rounded, target_lines
 from camclassd.threads import MAX_AUTO_THREADS, available_cores, plan_threads, source_cost
 
 TARGET_AUTO_VS_BEST = 0.95
@@ -111,11 +111,6 @@ def format_sweep(report: dict[str, Any]) -> str:
         f"auto chose {report['auto']} thread(s); the best fixed count here: {report['best_fixed']}",
         "",
         "targets",
+        *target_lines(report["targets"], name=45, value=8, limit=6),
     ]
-    for target in report["targets"]:
-        verdict = "met" if target["met"] else "NOT MET"
-        lines.append(
-            f"  {target['name']:<45} {target['value']:8.3f} {target['op']} "
-            f"{target['limit']:<6.3f} {verdict}"
-        )
     return "\n".join(lines)
