@@ -95,8 +95,10 @@ class Daemon:
         self._previous_handlers: dict[int, Any] = {}
         self._runtime: Runtime | None = None
         self._pending: list[tuple[Pending, Request]] = []  # commands replied to when done
-        # MQTT sessions (and their sinks) a reload replaced: stopped once the replies are out.
+        # MQTT sessions (and their sinks) a reload replaced: stopped once the replies are out;
+        # only then does the new session connect (`_switch_sessions`).
         self._retired: list[tuple[MqttService | None, list[Sink]]] = []
+        self._starting: list[MqttService] = []
         self._fatal = False  # a reload left no pipeline running: exit 1 for systemd
 
     @property
@@ -208,15 +210,23 @@ class Daemon:
             answer(waiting.respond, {**reply, "id": waiting.command.request_id})
         for other in others:
             self._serve_request(other)
-        self._retire_sessions()
+        self._switch_sessions()
 
-    def _retire_sessions(self) -> None:
+    def _switch_sessions(self) -> None:
+        """Stop the sessions a reload replaced, then connect their successors.
+
+        In this order because both use the same client id: connected first, the new session
+        would make the broker take the old one over and drop the reply still on its way.
+        """
         for mqtt, sinks in self._retired:
             if mqtt is not None:
                 mqtt.stop()  # says `offline` on the old topics
             for sink in sinks:
                 sink.close()
         self._retired = []
+        for mqtt in self._starting:
+            mqtt.start()  # results since the swap wait in its outbox
+        self._starting = []
 
     def _answer_pending(self, now: float) -> None:
         """Reply to the commands whose results came in (collect jobs done or timed out)."""
@@ -237,7 +247,8 @@ class Daemon:
         for _, request in self._pending:
             answer(request.respond, refusal(request.command, REFUSED_WHILE_STOPPING))
         self._pending = []
-        self._retire_sessions()
+        self._starting = []  # never connected: nothing to say offline
+        self._switch_sessions()
         started = time.monotonic()
         if not rt.pipeline.stop(rt.config.pipeline.stop_timeout_s):
             log.warning("some pipeline threads did not stop within the deadline")
@@ -427,12 +438,12 @@ class Daemon:
                 self._restore_endpoint(rt)
                 return error
         if steps.new_session:
-            # The old session is stopped after this command's reply went out on it
-            # (`_retire_sessions`): stopped here, the reply to an MQTT `reload` would be lost.
+            # The old session is stopped after this command's reply went out on it, and the
+            # new one connects after that (`_switch_sessions`).
             self._retired.append((rt.mqtt, rt.sinks))
             if mqtt is not None:
                 mqtt.set_features(_features(rt.pipeline))
-                mqtt.start()
+                self._starting.append(mqtt)
             log.info("MQTT: a new session for %s", ", ".join(steps.keys("session")))
         elif mqtt is not None:
             mqtt.apply_config(new_config, _features(rt.pipeline))
