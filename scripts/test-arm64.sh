@@ -516,9 +516,8 @@ EOF
 # chosen) on the uint8 model: what depends on the CPU. qemu emulates float arithmetic in
 # software, so the float32 model's tests take minutes here; its top-1 is checked by the
 # classify step instead. The other tests check file and label handling in Python and run in
-# the x86 suite; test_default_model_paths_are_the_shipped_model assumes a checkout without
-# /opt/camclassd/models, which install.sh has just written.
-ENGINE_TESTS=(tests/test_engine.py --durations=3 -k "not float32 and (golden_top1 or attributes or sum_to_one or batch_of_four or single_hwc or rejects_wrong or uint8_input or identity_for_uint8 or quantizes or forced_runtime_is_used)")
+# the x86 suite, but for the default model paths: installed, they are /opt/camclassd/models.
+ENGINE_TESTS=(tests/test_engine.py --durations=3 -k "not float32 and (golden_top1 or attributes or sum_to_one or batch_of_four or single_hwc or rejects_wrong or uint8_input or identity_for_uint8 or quantizes or forced_runtime_is_used or default_model_paths)")
 engine_tests() {  # engine_tests CPU VENV RUNTIME
   EXTRA_ENV=(CAMCLASSD_RUNTIME="$3")
   # shellcheck disable=SC2016  # expanded by the shell inside the rootfs

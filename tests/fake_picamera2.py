@@ -15,7 +15,9 @@ Frames come out as picamera2 returns YUV420: a (height * 3 / 2, stride) uint8 ar
 the Y plane (rows of `stride` bytes) followed by the U and V planes (rows of `stride / 2`).
 Padding bytes are filled with 0xEE so that a converter that forgets them shows it. The main
 stream ("RGB888", which picamera2 lays out as B, G, R bytes) shows the same pattern at its own
-size, so a test can tell that both streams came from one request.
+size, so a test can tell that both streams came from one request. As with the real camera,
+a request holds one of the configuration's `buffer_count` buffers until it is released; with
+every buffer held no frame comes (capture_request times out).
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ class Picamera2:
         self.frames = 0
         self.cancelled = 0
         self.held = 0  # requests captured and not yet released
+        self.main_arrays = 0  # make_array("main") calls: copies of the large stream
         self._lock = threading.Lock()
         Picamera2.instances.append(self)
 
@@ -160,7 +163,9 @@ class Picamera2:
         if not self.started or self.camera_config is None:
             raise RuntimeError("Camera not started")
         with self._lock:
-            if Picamera2.stall_after is not None and self.frames >= Picamera2.stall_after:
+            starved = self.held >= int(self.camera_config.get("buffer_count", 6))
+            stalled = Picamera2.stall_after is not None and self.frames >= Picamera2.stall_after
+            if starved or stalled:
                 timeout = wait if isinstance(wait, int | float) and wait is not True else None
                 if timeout is None:
                     raise AssertionError("a stalled capture without a timeout would hang forever")
@@ -200,6 +205,8 @@ class CompletedRequest:
             return to_padded_yuv420(pattern(width, height, self.index), stream["stride"])
         if stream["format"] != "RGB888":
             raise RuntimeError("stand-in supports only RGB888 main")
+        with self._camera._lock:
+            self._camera.main_arrays += 1
         return np.ascontiguousarray(pattern(width, height, self.index)[..., ::-1])
 
     def release(self) -> None:

@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
+import camclassd
+from camclassd.constants import DEFAULT_MODEL_DIR
 from camclassd.engine import (
     EDGETPU_LIBRARY,
     RUNTIME_ENV,
@@ -341,9 +343,16 @@ def test_runtime_env_selects_and_validates(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_default_model_paths_are_the_shipped_model() -> None:
+    """From a checkout, its `models/`; installed (pip install .), where install.sh puts them."""
+    package = Path(camclassd.__file__).resolve().parent
+    in_checkout = (package.parent.parent / "models").is_dir()
     model, labels = default_model_paths()
-    assert model.resolve() == UINT8_MODEL.resolve()
-    assert labels.resolve() == LABELS.resolve()
+    if in_checkout:
+        assert model.resolve() == UINT8_MODEL.resolve()
+        assert labels.resolve() == LABELS.resolve()
+    else:
+        assert model == DEFAULT_MODEL_DIR / UINT8_MODEL.name
+        assert labels == DEFAULT_MODEL_DIR / LABELS.name
 
 
 def test_forced_runtime_that_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:

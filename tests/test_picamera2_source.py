@@ -107,10 +107,11 @@ def test_one_request_gives_the_lores_frame_its_y_plane_and_the_main_image(
         for index in range(2):
             capture = source.read()
             assert capture is not None
-            assert camera.held == 0  # every request went back to the camera
+            assert camera.held == 1  # this frame's request; the one before went back
             # The main stream of the same request, as RGB (picamera2's RGB888 is B, G, R).
-            assert capture.full is not None
-            np.testing.assert_array_equal(capture.full, fake_picamera2.pattern(640, 480, index))
+            full = capture.full_image()
+            assert full is not None and full.flags.c_contiguous
+            np.testing.assert_array_equal(full, fake_picamera2.pattern(640, 480, index))
             # The Y plane as the ISP wrote it: no padding, no conversion, read-only.
             assert capture.luma is not None
             luma = cv2.cvtColor(fake_picamera2.pattern(320, 224, index), cv2.COLOR_RGB2YUV_I420)
@@ -118,6 +119,30 @@ def test_one_request_gives_the_lores_frame_its_y_plane_and_the_main_image(
             assert not capture.luma.flags.writeable
     finally:
         source.close()
+    assert camera.held == 0
+
+
+def test_the_main_stream_is_copied_only_for_frames_that_ask_for_it(
+    fake: type[fake_picamera2.Picamera2],
+) -> None:
+    """Many more reads than the camera has buffers, one main image: every request went back,
+    and the 1280x720 copy was made once. A frame's main image is gone after the next read."""
+    source = Picamera2Source("pi", capture_timeout_s=0.2)
+    source.open()
+    try:
+        camera = fake.instances[-1]
+        captures = [source.read() for _ in range(20)]  # the stand-in has 6 buffers
+        assert all(capture is not None for capture in captures)
+        last = captures[-1]
+        assert last is not None and last.full_image() is not None
+        assert camera.main_arrays == 1
+        earlier = captures[-2]
+        assert earlier is not None
+        with pytest.raises(SourceError, match="went back to the camera"):
+            earlier.full_image()
+    finally:
+        source.close()
+    assert camera.held == 0
 
 
 def test_naive_column_crop_would_be_wrong() -> None:
@@ -206,3 +231,41 @@ def test_pipeline_reopens_a_stalled_pi_camera(fake: type[fake_picamera2.Picamera
     assert counters["classified"] >= 4
     assert len(fake.instances) >= 2
     assert all(camera.closed for camera in fake.instances)
+
+
+def test_a_pi_camera_snapshot_is_the_main_stream_copied_once(
+    fake: type[fake_picamera2.Picamera2],
+) -> None:
+    """In the pipeline: the snapshot is the 1280x720 main image of a classified frame, and
+    that is the one main-stream copy made while many frames were classified."""
+    config = Config.model_validate(
+        {
+            "cameras": {"pi": {"type": "picamera2", "lores": [224, 224], "fps": 30}},
+            "pipeline": {"stable_frames": 1},
+        }
+    )
+    metrics = Metrics(window=50)
+    sink = Collect()
+    pipeline = Pipeline(
+        config, lambda: Engine(UINT8_MODEL, LABELS, num_threads=1), [sink], metrics, Path(".")
+    )
+    pipeline.start()
+    wait = threading.Event()
+    try:
+        for _ in range(200):
+            if metrics.counters()["classified"] >= 3:
+                break
+            wait.wait(0.05)
+        pipeline.request_snapshot("pi")
+        for _ in range(200):
+            if sink.snapshots and metrics.counters()["classified"] >= 10:
+                break
+            wait.wait(0.05)
+    finally:
+        assert pipeline.stop(5.0)
+    assert metrics.counters()["classified"] >= 10
+    (snapshot,) = sink.snapshots
+    assert snapshot.image.shape == (720, 1280, 3)
+    camera = fake.instances[-1]
+    assert camera.main_arrays == 1
+    assert camera.held == 0

@@ -30,7 +30,7 @@ def pixels(capture: Capture | None) -> np.ndarray | None:
     """The model frame of a read; images, video and synthetic sources have no more."""
     if capture is None:
         return None
-    assert capture.full is None and capture.luma is None
+    assert capture.full_image() is None and capture.luma is None
     return capture.pixels
 
 

@@ -388,12 +388,12 @@ class Pipeline:
         camera.seq += 1
         frame = Frame(camera.name, camera.seq, view, wall_time, t_captured, t_preprocessed)
         if snapshot:
-            # The source's full-size image where it has one; a copy: it may reuse its buffer.
-            frame.image = np.array(capture.full if capture.full is not None else capture.pixels)
+            frame.image = self._full_image(camera, capture)
         lost = camera.queues.put(frame, drop_oldest=camera.drop_oldest)
         if lost is not None:
-            self.metrics.dropped(camera.name, "queue_full" if lost is not frame else "shutdown")
-            if lost.image is not None:
+            lost_frame, reason = lost
+            self.metrics.dropped(camera.name, reason)
+            if lost_frame.image is not None:
                 camera.snapshots.rearm()
 
     def _submit_sample(
@@ -401,10 +401,24 @@ class Pipeline:
     ) -> None:
         fanout = self._fanout
         assert fanout is not None  # started before any capture thread
-        full = capture.full if capture.full is not None else capture.pixels
-        fanout.submit(
-            Sample(camera.name, camera.seq, np.array(view), np.array(full), jobs[0].label, jobs)
-        )
+        full = self._full_image(camera, capture)
+        fanout.submit(Sample(camera.name, camera.seq, np.array(view), full, jobs[0].label, jobs))
+
+    def _full_image(self, camera: CameraState, capture: Capture) -> np.ndarray:
+        """The source's full-size image where it has one, else its frame; a new array either
+        way (the source may reuse its buffers). A failure costs the size, not the frame."""
+        try:
+            full = capture.full_image()
+        except Exception as error:
+            log.warning(
+                "camera %s: no full-size image for this frame (%s); using the frame itself",
+                camera.name,
+                error,
+                extra={"camera": camera.name, "seq": camera.seq, "stage": "capture"},
+            )
+            self.metrics.error(camera.name)
+            full = None
+        return full if full is not None else np.array(capture.pixels)
 
     def _reopen(self, camera: CameraState) -> bool:
         backoff = Backoff(*self._backoff)

@@ -32,18 +32,29 @@ class FrameQueues:
             self._limits[camera] = size
             self._order.append(camera)
 
-    def put(self, frame: Frame, *, drop_oldest: bool) -> Frame | None:
-        """Queue a frame; returns the frame that was lost (evicted, or this one if closed)."""
+    def put(self, frame: Frame, *, drop_oldest: bool) -> tuple[Frame, str] | None:
+        """Queue a frame; returns the frame lost and why ("queue_full" or "shutdown"), if any.
+
+        Evicting, the oldest frame goes, but never one that carries a snapshot image for a
+        frame that does not: the snapshot is classified and the newest frame is lost instead.
+        """
         with self._cond:
             queue, limit = self._queues[frame.camera], self._limits[frame.camera]
             while not drop_oldest and len(queue) >= limit and not self._closed:
                 self._cond.wait()
             if self._closed:
-                return frame
-            lost = queue.popleft() if len(queue) >= limit else None
+                return frame, "shutdown"
+            lost = None
+            if len(queue) >= limit:
+                victim = next((index for index, old in enumerate(queue) if old.image is None), None)
+                if victim is None and frame.image is None:
+                    return frame, "queue_full"
+                index = 0 if victim is None else victim
+                lost = queue[index]
+                del queue[index]
             queue.append(frame)
             self._cond.notify_all()
-            return lost
+            return None if lost is None else (lost, "queue_full")
 
     def take(self, n: int, max_wait: float) -> list[Frame]:
         with self._cond:

@@ -21,17 +21,23 @@ log = logging.getLogger(__name__)
 class Capture:
     """One moment read from a source.
 
-    `pixels` is the RGB uint8 HxWx3 frame the model's crop is taken from. `full` is a larger
-    RGB image of the same moment for snapshots (picamera2: the main stream, from the same
-    request as the lores frame; it may be a non-contiguous view), None where the source has
-    nothing larger than `pixels`. `luma` is the source's own luminance plane (HxW uint8,
-    read-only, no colour conversion) where it has one (picamera2: the lores Y plane), else
-    None.
+    `pixels` is the RGB uint8 HxWx3 frame the model's crop is taken from. `luma` is the
+    source's own luminance plane (HxW uint8, read-only, no colour conversion) where it has one
+    (picamera2: the lores Y plane), else None. `make_full`, where the source has a larger image
+    of the same moment (picamera2: the main stream of the same request), makes it on demand:
+    snapshots and collected samples want it a few times an hour, and copying 1280x720 out of
+    every request would cost a Pi memory bandwidth for nothing.
     """
 
     pixels: np.ndarray
-    full: np.ndarray | None = None
     luma: np.ndarray | None = None
+    make_full: Callable[[], np.ndarray] | None = None
+
+    def full_image(self) -> np.ndarray | None:
+        """The larger RGB image of this moment as a new contiguous array, None where the source
+        has nothing larger. Only until the source's next read(): then the moment is gone.
+        Raises SourceError when the source cannot make it."""
+        return None if self.make_full is None else self.make_full()
 
 
 class Source(Protocol):

@@ -1,5 +1,5 @@
 """Raspberry Pi cameras through picamera2: inference reads the lores YUV420 stream, snapshots
-the main stream of the same request.
+the main stream of the same request (made only when one is taken).
 
 picamera2 exists only on a Pi (it needs Raspberry Pi's libcamera), so it is imported when a
 camera is opened, never at module import.
@@ -56,7 +56,9 @@ class Picamera2Source:
     """A Pi camera opened once: main stream (for snapshots) plus a lores YUV420 stream.
 
     Each read takes one request (`capture_request()`), so the lores frame, its Y plane and the
-    main image are the same moment; the request goes back to the camera at once. A read
+    main image are the same moment. The lores frame is copied out at once; the request is
+    held until the next read (one of the camera's buffers), so that the main image is copied
+    only for the frames that need it (`Capture.full_image`). A read
     waits at most `capture_timeout_s` (picamera2's job `wait=` timeout): a capture that would
     hang raises SourceError, so the pipeline reopens the camera and the watchdog sees the
     stall instead of a silent freeze.
@@ -84,6 +86,7 @@ class Picamera2Source:
         self._scaler_crop = scaler_crop
         self._timeout = capture_timeout_s
         self._camera: Any = None
+        self._held: Any = None  # the last read's request, released by the next read or close
         self.lores_size: tuple[int, int] = self._lores
         self.lores_stride = self._lores[0]
 
@@ -133,6 +136,7 @@ class Picamera2Source:
         camera = self._camera
         if camera is None:
             raise SourceError(f"camera {self.name}: read before open")
+        self._release_held()
         try:
             request = camera.capture_request(wait=self._timeout)
         except TimeoutError as error:
@@ -142,22 +146,39 @@ class Picamera2Source:
         except Exception as error:
             raise SourceError(f"camera {self.name}: capture failed: {error}") from error
         try:
-            # make_array copies out of the request's buffers, so it can be released at once.
-            buffer = request.make_array("lores")
-            main = request.make_array("main")
+            buffer = request.make_array("lores")  # a copy out of the request's buffer
         except Exception as error:
-            raise SourceError(f"camera {self.name}: capture failed: {error}") from error
-        finally:
             request.release()
+            raise SourceError(f"camera {self.name}: capture failed: {error}") from error
+        self._held = request
         width, height = self.lores_size
         pixels = yuv420_to_rgb(buffer, width, height, self.lores_stride)
         luma = np.asarray(buffer).reshape(-1)[: height * self.lores_stride]
         luma = luma.reshape(height, self.lores_stride)[:, :width]
         luma.flags.writeable = False
-        # picamera2's "RGB888" is B, G, R in memory: a reversed view is RGB without a copy.
-        return Capture(pixels, full=main[..., ::-1], luma=luma)
+        return Capture(pixels, luma=luma, make_full=lambda: self._main_image(request))
+
+    def _main_image(self, request: Any) -> np.ndarray:
+        if request is not self._held:
+            raise SourceError(f"camera {self.name}: that frame's request went back to the camera")
+        try:
+            main = request.make_array("main")
+        except Exception as error:
+            raise SourceError(f"camera {self.name}: main stream: {error}") from error
+        # picamera2's "RGB888" is B, G, R in memory.
+        rgb: np.ndarray = cv2.cvtColor(main, cv2.COLOR_BGR2RGB)
+        return rgb
+
+    def _release_held(self) -> None:
+        request, self._held = self._held, None
+        if request is not None:
+            try:
+                request.release()
+            except Exception:  # a camera that failed may refuse; it is reopened anyway
+                log.debug("picamera2 request release failed", exc_info=True)
 
     def close(self) -> None:
+        self._release_held()
         if self._camera is not None:
             camera, self._camera = self._camera, None
             _shut(camera)

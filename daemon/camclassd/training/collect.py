@@ -132,7 +132,9 @@ def main(args: argparse.Namespace) -> int:
                 continue
             frame = capture.pixels
             # The full-size image where the source has one (picamera2's main stream).
-            full = None if args.no_full else (capture.full if capture.full is not None else frame)
+            full = None if args.no_full else capture.full_image()
+            if full is None and not args.no_full:
+                full = frame
             try:
                 result = writer.save(args.camera, args.label, preprocess(frame), full)
             except BudgetReachedError as error:
