@@ -373,6 +373,12 @@ def run_checks(  # noqa: PLR0917 (one run, its parts)
     resent = broker.since(birth, device_topic)
     check(bool(resent), "the daemon answered the birth message with its device config")
     check(True, "live states after HA restarted")
+    # No snapshot was taken since: the image comes back from the broker's retained copy.
+    wait_until(lambda: live(ha.states().get(image_id)), 30, "the image entity after the restart")
+    check(
+        not broker.since(start, snapshot_topic),
+        "the snapshot image is back after the restart, from the broker's retained copy",
+    )
 
     print("== camera renamed + reload (SIGHUP)", flush=True)
     daemon.write("porch", "device")

@@ -445,6 +445,10 @@ def test_commands_against_the_running_daemon(tmp_path: Path, broker: Mosquitto) 
         assert command("snapshot", b'{"camera": "front"}')["ok"] is True
         (jpeg,) = sub.wait_count("/front/snapshot", 1)[:1]
         assert jpeg.payload[:3] == b"\xff\xd8\xff"  # a JPEG
+        # A dashboard that subscribes later gets the last snapshot from the broker.
+        with collector(broker.host, broker.port, [f"{base}/front/snapshot"]) as late:
+            (kept,) = late.wait_count("/front/snapshot", 1, timeout=5)
+        assert kept.retain and kept.payload == jpeg.payload
         reloaded = command("reload")
         assert reloaded["ok"] is True, reloaded
         sub.wait_count("/front/classification", len(sub.on("/front/classification")) + 2)

@@ -239,6 +239,11 @@ class MQTTConfig(Section):
         description="Publish a JPEG with the top-3 drawn on it at most this often per camera; "
         "0 turns snapshots off.",
     )
+    retain_snapshots: bool = Field(
+        default=True,
+        description="Keep the last snapshot per camera on the broker (retained, one JPEG each), "
+        "so that a dashboard or Home Assistant's image entity that starts later shows it at once.",
+    )
     max_command_bytes: int = Field(
         default=4096,
         ge=64,

@@ -80,7 +80,8 @@ class Publisher:
             return
         caption = f"{self._topics.device}/{snapshot.camera} #{snapshot.seq}"
         jpeg = snapshot_jpeg(snapshot.image, snapshot.top, caption)
-        self._session.send(self._topics.snapshot(snapshot.camera), jpeg, QOS_SNAPSHOT)
+        retain = self._settings().retain_snapshots
+        self._session.send(self._topics.snapshot(snapshot.camera), jpeg, QOS_SNAPSHOT, retain)
 
     def close(self) -> None:
         """The session belongs to the MQTT service."""
