@@ -398,6 +398,9 @@ def run_checks(  # noqa: PLR0917 (one run, its parts)
     check(set(found) == set(new_ids), f"{len(new_ids)} entities, none of camera 'front' left")
     gone = [e for e in ha.states() if e in {ids_after[u] for u in ids_after if "_front_" in u}]
     check(not gone, f"the old camera's states are gone ({gone})")
+    what = "the broker to forget the removed camera's retained snapshot"
+    wait_until(lambda: not broker.retained(snapshot_topic), 10, what)
+    check(True, "the broker no longer keeps the removed camera's snapshot")
     wait_until(
         lambda: live(ha.states().get(found[UID + "porch_label"]["entity_id"])),
         30,

@@ -13,6 +13,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import paho.mqtt.client as mqtt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -289,6 +290,48 @@ def test_snapshot_command_reaches_the_target_and_a_snapshot_goes_out_as_jpeg(
     assert decoded.shape == (120, 160, 3)
     service.publish(result)  # a result alone never makes a snapshot
     assert not cmd.sub.collect(topic_is(f"{cmd.base}/front/snapshot"), 1, timeout=0.3)
+
+
+def test_snapshots_are_retained_until_their_camera_is_removed(
+    broker: Mosquitto,
+    service_factory: Callable[..., MqttService],
+    subscribers: Callable[..., Subscriber],
+) -> None:
+    config = make_config(broker.port, cameras=("front", "back"), retain_results=True)
+    device = config.device.resolved_id
+    base = f"camclassd/{device}"
+    service = service_factory(config)
+    assert wait_until(lambda: service.connected)
+    image = np.zeros((120, 160, 3), "uint8")
+    for camera in ("front", "back"):
+        result = make_result(camera, 1)
+        service.publish(result)
+        service.snapshot(Snapshot(camera, 1, result.wall_time, image, result.top))
+    kept = [
+        f"{base}/{c}/{kind}" for c in ("front", "back") for kind in ("snapshot", "classification")
+    ]
+    assert wait_until(lambda: sorted(retained(broker.port, f"{base}/+/+")) == sorted(kept))
+
+    service.apply_config(
+        make_config(broker.port, device=device, cameras=("front",), retain_results=True)
+    )
+    # The broker forgets the removed camera's snapshot and result; the running camera's stay.
+    front = [f"{base}/front/snapshot", f"{base}/front/classification"]
+    assert wait_until(lambda: sorted(retained(broker.port, f"{base}/+/+")) == sorted(front))
+
+
+def retained(port: int, topic_filter: str) -> list[str]:
+    """The topics the broker holds retained messages on (a fresh subscriber's first burst)."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"r-{uuid.uuid4().hex[:8]}")
+    found: list[str] = []
+    client.on_message = lambda _c, _u, m: found.append(m.topic) if m.retain and m.payload else None
+    client.connect("127.0.0.1", port)
+    client.subscribe(topic_filter, 1)
+    client.loop_start()
+    time.sleep(0.3)
+    client.loop_stop()
+    client.disconnect()
+    return found
 
 
 def test_snapshot_policy_interval_requests_and_rearm() -> None:
