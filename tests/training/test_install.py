@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from camclassd.configfile import load_config
 from camclassd.errors import ConfigError
-from camclassd.training.tomledit import set_keys, set_model_paths
+from camclassd.training.tomledit import remove_keys, set_keys, set_model_paths
 from tests.broker import Mosquitto
 from tests.conftest import LABELS, UINT8_MODEL, run_cli
 from tests.daemon_helpers import collector, daemon
@@ -237,3 +238,177 @@ def test_another_table_can_be_edited_the_same_way() -> None:
     assert set_keys(text, "cameras.yard", {"model": "b"}).endswith(
         '[ cameras . yard ]\nmodel = "b"\n'
     )
+
+
+def test_remove_keys_takes_out_only_those_lines() -> None:
+    text = (
+        "# top\r\n[cameras.door]\r\nmodel = \"/m/a.tflite\"  # mine\r\ntype = 'images'\r\n"
+        "labels = '/m/a.txt'\r\n[cameras.door.gate]\r\nmodel = \"x\"\r\n"
+    )
+    assert remove_keys(text, "cameras.door", ["model", "labels"]) == (
+        "# top\r\n[cameras.door]\r\ntype = 'images'\r\n[cameras.door.gate]\r\nmodel = \"x\"\r\n"
+    )
+    absent = '[ cameras . door ]  # the door\ntype = "images"\n\n[model]\nlabels = "l"\n'
+    assert remove_keys(absent, "cameras.door", ["model", "labels"]) == absent
+    assert remove_keys(absent, "cameras.yard", ["model"]) == absent
+    assert (
+        remove_keys(absent, "model", ["labels"])
+        == '[ cameras . door ]  # the door\ntype = "images"\n\n[model]\n'
+    )
+    with pytest.raises(ConfigError, match="not a one-line string"):
+        remove_keys('[cameras.door]\nmodel = """\nx"""\n', "cameras.door", ["model"])
+
+
+# ---- a camera's own model (--camera) ----------------------------------------------------------
+
+YARD = """\
+[cameras.yard]   # the other view keeps the shared model
+type = "synthetic"
+fps = 1
+enabled = {enabled}
+
+"""
+
+
+def make_two_camera_config(tmp_path: Path, images: Path, yard_enabled: bool = True) -> Path:
+    config, _ = make_config(tmp_path, images)
+    yard = YARD.format(enabled=str(yard_enabled).lower())
+    config.write_text(config.read_text().replace("[model]\n", f"{yard}[model]\n"))
+    return config
+
+
+def test_install_for_a_camera_then_roll_it_back_to_the_shared_model(
+    tmp_path: Path, state_model: Path, state_data: Path
+) -> None:
+    config = make_two_camera_config(tmp_path, state_data / "cat")
+    original = config.read_bytes()
+    models = tmp_path / "models"
+    where = ["--config", str(config), "--models-dir", str(models)]
+    code, out, err = _install("install", str(state_model), "--camera", "door", *where)
+    assert code == 0, err
+    v1 = models / "door" / "v1"
+    assert (
+        f"{config}: [cameras.door] model = {v1}/door.tflite, labels = {v1}/door.txt "
+        f"(was the shared [model] {UINT8_MODEL})"
+    ) in out.splitlines()
+    loaded = load_config(config)
+    assert loaded.cameras["door"].model == v1 / "door.tflite"
+    assert loaded.cameras["door"].labels == v1 / "door.txt"
+    assert loaded.cameras["yard"].model is None and loaded.model.path == UINT8_MODEL
+    # two lines added under the camera's header, the rest as written
+    lines = config.read_text().splitlines()
+    door = lines.index("[cameras.door]")
+    assert lines[door + 1 : door + 3] == [
+        f'model = "{v1}/door.tflite"',
+        f'labels = "{v1}/door.txt"',
+    ]
+    assert "\n".join(lines[: door + 1] + lines[door + 3 :]) + "\n" == original.decode()
+    assert json.loads((v1 / "previous.json").read_text()) == {
+        "camera": "door",
+        "path": None,
+        "labels": None,
+    }
+    checked = run_cli("check-config", str(config))
+    assert checked.returncode == 0, checked.stderr
+    assert f"model {v1}/door.tflite" in checked.stdout
+    yard = next(line for line in checked.stdout.splitlines() if "camera yard:" in line)
+    assert "model" not in yard and f"  model: {UINT8_MODEL}," in checked.stdout
+    code, out, _ = _install("list", *where)
+    assert out.splitlines()[0].startswith(f"* door v1  {v1}")
+    assert out.splitlines()[0].endswith("  (in use: [cameras.door])")
+    assert out.splitlines()[1] == f"* {UINT8_MODEL}  (in use: [model]; not an installed version)"
+
+    # without --camera: [model] has nothing installed; the error says which camera has
+    code, _, err = _install("rollback", *where)
+    assert code == 66 and "[cameras.door] uses door v1: `--camera door` rolls it back" in err
+    code, out, err = _install("rollback", "--camera", "door", *where)
+    assert code == 0, err
+    assert (
+        f"{config}: [cameras.door] model, labels unset: it follows the shared [model] "
+        f"{UINT8_MODEL} (was door v1)"
+    ) in out
+    assert config.read_bytes() == original
+    code, _, err = _install("rollback", "--camera", "door", *where)
+    assert code == 66 and "no model of its own" in err
+
+
+def test_a_camera_on_its_own_model_goes_back_to_it_labels_default_too(
+    tmp_path: Path, state_model: Path, state_data: Path
+) -> None:
+    """previous.json keeps what the camera's table said: a model without a labels key (its
+    labels MODEL.txt beside it) comes back without one."""
+    config = make_two_camera_config(tmp_path, state_data / "cat")
+    original = config.read_bytes()
+    models = tmp_path / "models"
+    where = ["--config", str(config), "--models-dir", str(models)]
+    assert _install("install", str(state_model), "--camera", "door", *where)[0] == 0
+    config.write_text(remove_keys(config.read_text(), "cameras.door", ["labels"]))
+    own = config.read_bytes()
+    code, out, err = _install("install", str(state_model), "--camera", "door", *where)
+    assert code == 0, err
+    v1, v2 = models / "door" / "v1", models / "door" / "v2"
+    assert f"(was {v1}/door.tflite)" in out
+    assert json.loads((v2 / "previous.json").read_text()) == {
+        "camera": "door",
+        "path": f"{v1}/door.tflite",
+        "labels": None,
+    }
+    code, out, err = _install("rollback", "--camera", "door", *where)
+    assert code == 0, err
+    assert f"model = {v1}/door.tflite, labels unset (MODEL.txt beside it) (was door v2)" in out
+    assert config.read_bytes() == own
+    assert _install("rollback", "--camera", "door", *where)[0] == 0
+    assert config.read_bytes() == original
+
+
+def test_an_unknown_camera_is_refused_a_disabled_one_is_told(
+    tmp_path: Path, state_model: Path, state_data: Path
+) -> None:
+    config = make_two_camera_config(tmp_path, state_data / "cat", yard_enabled=False)
+    original = config.read_bytes()
+    models = tmp_path / "models"
+    where = ["--config", str(config), "--models-dir", str(models)]
+    code, out, err = _install("install", str(state_model), "--camera", "gate", *where)
+    assert code == 78, err
+    assert f"{config} has no camera 'gate': it has door, yard" in err and err.count("\n") == 1
+    assert config.read_bytes() == original and not models.exists()
+    code, _, err = _install("rollback", "--camera", "gate", *where)
+    assert code == 78 and "it has door, yard" in err
+
+    code, out, err = _install("install", str(state_model), "--camera", "yard", *where)
+    assert code == 0, err
+    assert "[cameras.yard] is disabled (enabled = false)" in out
+    assert load_config(config).cameras["yard"].model == models / "door" / "v1" / "door.tflite"
+    code, out, _ = _install("list", *where)
+    assert "(in use: [cameras.yard] (disabled))" in out
+    assert _install("rollback", "--camera", "yard", *where)[0] == 0
+    assert config.read_bytes() == original
+
+
+def test_rollback_of_a_version_installed_for_another_table_is_refused(
+    tmp_path: Path, state_model: Path, state_data: Path
+) -> None:
+    """A version found where it was not installed (pointed at by hand): its previous.json
+    speaks of another table, so rollback says which and edits nothing."""
+    config = make_two_camera_config(tmp_path, state_data / "cat")
+    models = tmp_path / "models"
+    where = ["--config", str(config), "--models-dir", str(models)]
+    assert _install("install", str(state_model), *where)[0] == 0  # v1: [model]
+    v1 = str(models / "door" / "v1" / "door.tflite")
+    config.write_text(set_keys(config.read_text(), "cameras.door", {"model": v1}))
+    before = config.read_bytes()
+    code, _, err = _install("rollback", "--camera", "door", *where)
+    assert code == 64, err
+    assert "door v1 was installed for [model], not [cameras.door]" in err
+    assert "`camclassd model rollback` rolls that back" in err
+    assert config.read_bytes() == before
+
+    assert _install("install", str(state_model), "--camera", "yard", *where)[0] == 0  # v2
+    v2 = str(models / "door" / "v2" / "door.tflite")
+    config.write_text(set_model_paths(config.read_text(), path=v2, labels=v2[:-6] + "txt"))
+    before = config.read_bytes()
+    code, _, err = _install("rollback", *where)
+    assert code == 64, err
+    assert "door v2 was installed for [cameras.yard], not [model]" in err
+    assert "`camclassd model rollback --camera yard` rolls that back" in err
+    assert config.read_bytes() == before

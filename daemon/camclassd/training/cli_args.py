@@ -27,9 +27,9 @@ def _install_options(p: argparse.ArgumentParser) -> None:
         "--config",
         type=Path,
         default=None,
-        help="the daemon's config: install points its [model] path/labels at the new "
-        "model (default /etc/camclassd/camclassd.toml); train takes --camera's "
-        "crop/roi from it",
+        help="the daemon's config: install points its [model] path/labels (or, with "
+        "`model install --camera`, that camera's model/labels) at the new model (default "
+        "/etc/camclassd/camclassd.toml); train takes --camera's crop/roi from it",
     )
     p.add_argument(
         "--models-dir",
@@ -110,8 +110,22 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     msub = p.add_subparsers(dest="model_command", required=True, metavar="ACTION")
     q = msub.add_parser("install", help="install a trained model folder and point the config at it")
     q.add_argument("source", type=Path, metavar="DIR", help="a `train --out` folder")
+    q.add_argument(
+        "--camera",
+        default=None,
+        metavar="NAME",
+        help="point [cameras.NAME] model/labels at it instead of the shared [model]",
+    )
     _install_options(q)
-    q = msub.add_parser("list", help="installed versions; * marks the one the config uses")
+    q = msub.add_parser(
+        "list", help="installed versions; * marks those the config uses, and by what"
+    )
     _install_options(q)
     q = msub.add_parser("rollback", help="point the config back at the previous version")
+    q.add_argument(
+        "--camera",
+        default=None,
+        metavar="NAME",
+        help="roll back [cameras.NAME]'s own model instead of the shared [model]",
+    )
     _install_options(q)
