@@ -20,19 +20,20 @@ import cv2
 import numpy as np
 import pytest
 
+from camclassd import cameras
 from camclassd.bench import clips
 from camclassd.bench.gate import Tracking, render, run_clip
 from camclassd.cameras.opencv import OpenCVCamera
 from camclassd.config import Config
 from camclassd.engine import Engine
 from camclassd.gate import SceneGate, make_stage, stage_for
-from camclassd.gate_config import GateConfig, camera_is_live
+from camclassd.gate_config import GateConfig
 from camclassd.metrics import Metrics
 from camclassd.mqtt.payloads import gate_open_ratio
 from camclassd.pipeline import Pipeline
 from camclassd.sources.base import Capture
 from camclassd.stage import PassThrough, StageInput
-from camclassd.threads import plan_threads, resolve_threads, source_cost
+from camclassd.threads import plan_threads, resolve_threads
 from tests.conftest import LABELS, REPO, UINT8_MODEL, run_cli
 
 SETTINGS = GateConfig(mode="motion")  # the defaults
@@ -186,12 +187,24 @@ def test_modes_always_and_auto() -> None:
 
 
 @pytest.mark.parametrize(
-    "uri", ["0", "/dev/video2", "rtsp://user:pw@cam/stream", "HTTP://cam/mjpeg", "clip.mp4"]
+    ("table", "live"),
+    [
+        ({"type": "picamera2"}, True),
+        ({"type": "opencv", "uri": "0"}, True),
+        ({"type": "opencv", "uri": "/dev/video2"}, True),
+        ({"type": "opencv", "uri": "rtsp://user:pw@cam/stream"}, True),
+        ({"type": "opencv", "uri": "HTTP://cam/mjpeg"}, True),
+        ({"type": "opencv", "uri": "clip.mp4"}, False),
+        ({"type": "images", "path": "photos"}, False),
+        ({"type": "synthetic"}, False),
+    ],
 )
-def test_liveness_rule_matches_the_opencv_source(uri: str) -> None:
-    from camclassd.sources.opencv import classify_uri  # noqa: PLC0415
-
-    assert camera_is_live("opencv", uri) == (classify_uri(uri) != "file")
+def test_each_camera_type_says_whether_it_is_live(table: dict[str, str], live: bool) -> None:
+    """What the gate's 'auto' and check-config's `motion` follow."""
+    config = Config.model_validate({"cameras": {"c": table}})
+    camera = config.cameras["c"]
+    assert cameras.is_live(camera) is live
+    assert stage_for(camera).__class__ is (SceneGate if live else PassThrough)
 
 
 @pytest.mark.parametrize(
@@ -245,7 +258,7 @@ def test_plan_threads() -> None:
 
 def test_resolve_threads_follows_the_config() -> None:
     video = OpenCVCamera(uri="/videos/door.mp4")
-    assert source_cost(video) == 1.0
+    assert cameras.capture_cores(video) == 1.0
     config = Config.model_validate({"cameras": {"v": video.model_dump()}})
     assert config.model.num_threads == "auto"
     assert resolve_threads(config, cores=2) == 1

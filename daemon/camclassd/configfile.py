@@ -29,7 +29,7 @@ from camclassd.config import Config
 from camclassd.config_errors import format_errors, show, toml_error_message
 from camclassd.default_config import render_default_config
 from camclassd.errors import EXIT_OK, ConfigError
-from camclassd.gate_config import camera_is_live, resolve_mode
+from camclassd.gate_config import resolve_mode
 from camclassd.secrets import MqttSecrets, SecretsError, load_mqtt_secrets
 from camclassd.threads import resolve_threads
 from camclassd.tomltext import Loc, split_dotted_key
@@ -252,7 +252,7 @@ def summarise(config: Config) -> str:
 def _motion(camera: cameras.CameraBase) -> str:
     """'on (...)' when the scene-change gate runs for this camera, 'off' when it does not."""
     gate = camera.gate
-    live = camera_is_live(str(getattr(camera, "type", "")), getattr(camera, "uri", None))
+    live = cameras.is_live(camera)
     if resolve_mode(gate, live) == "always":
         return "off" + (" (auto: not a live camera)" if gate.mode == "auto" else "")
     return (

@@ -32,8 +32,9 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from camclassd.cameras import is_live
 from camclassd.config import CameraBase
-from camclassd.gate_config import GateConfig, camera_is_live, resolve_mode
+from camclassd.gate_config import GateConfig, resolve_mode
 from camclassd.stage import PassThrough, Stage, StageInput
 
 # Strided sampling keeps the area averaging at most this factor per axis: INTER_AREA over a
@@ -153,10 +154,10 @@ class SceneGate:
 def stage_for(camera: CameraBase) -> Stage:
     """The stage of one camera table: what the pipeline calls, per camera, at start.
 
-    Liveness is the config's (`camera_is_live`), as check-config shows it: a synthetic source
+    Liveness is the camera type's (`cameras.is_live`), as check-config shows it: a synthetic source
     is "live" to the pipeline's drop policy but is a benchmark source, so 'auto' is off there.
     """
-    live = camera_is_live(str(getattr(camera, "type", "")), getattr(camera, "uri", None))
+    live = is_live(camera)
     return make_stage(camera.gate, live)
 
 

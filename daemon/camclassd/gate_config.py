@@ -12,7 +12,6 @@ most of the crop about 70%.
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -22,7 +21,6 @@ GateMode = Literal["auto", "motion", "always"]
 
 # The same rule as camclassd.sources.opencv.classify_uri (kept free of OpenCV here): devices
 # and streams are live, anything else is a file.
-_LIVE_URI = re.compile(r"^(\d+|/dev/video\d+|(rtsps?|rtmp|https?|udp|tcp)://.*)$", re.IGNORECASE)
 
 
 class GateConfig(BaseModel):
@@ -105,15 +103,6 @@ class GateConfig(BaseModel):
 def _field_error(field: str, message: str) -> PydanticCustomError:
     # The shape of config.cross_field_error, which the loader turns into "key (line N)".
     return PydanticCustomError("cross_field", message, {"field": (field,)})
-
-
-def camera_is_live(camera_type: str, uri: str | None = None) -> bool:
-    """Whether a camera of this type (and OpenCV uri) produces frames in real time."""
-    if camera_type == "picamera2":
-        return True
-    if camera_type == "opencv":
-        return bool(_LIVE_URI.match(uri or ""))
-    return False
 
 
 def resolve_mode(gate: GateConfig, live: bool) -> Literal["motion", "always"]:

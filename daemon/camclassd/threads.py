@@ -13,22 +13,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from types import MappingProxyType
 
-from camclassd.cameras.opencv import OpenCVCamera
-from camclassd.config import CameraConfig, Config
-from camclassd.gate_config import camera_is_live
+from camclassd.cameras import capture_cores
+from camclassd.config import Config
 
-# Cores a source's capture takes, by kind: decoding needs about a core of its own; a
-# picamera2 lores frame, a pre-made synthetic frame and a cached still image almost none.
-SOURCE_COST = MappingProxyType(
-    {
-        "picamera2": 0.1,
-        "opencv": 1.0,  # file, RTSP, HTTP or a USB camera: a decoder runs per frame
-        "images": 0.2,  # a JPEG decoded per frame, at the image rate (usually low)
-        "synthetic": 0.0,
-    }
-)
 # XNNPACK gains little beyond 4 threads on one model (published Pi 4/5 figures: 3 -> 4
 # threads saves 5-15%), while every extra thread adds the waiting described above.
 MAX_AUTO_THREADS = 4
@@ -38,7 +26,8 @@ def plan_threads(cores: int, source_costs: Iterable[float], workers: int = 1) ->
     """Interpreter threads per worker: the cores the sources leave, shared by the workers.
 
     Pure: `cores` is the CPUs this process may use, `source_costs` the cores each enabled
-    camera's capture takes (see `SOURCE_COST`). Always at least 1, at most MAX_AUTO_THREADS.
+    camera's capture takes (`cameras.capture_cores`: each camera type declares it). Always
+    at least 1, at most MAX_AUTO_THREADS.
     A cost is rounded to whole cores (a decoder that takes 0.6 of a core still preempts the
     interpreter's thread on that core), small ones (< 0.5 together) to nothing.
     """
@@ -49,13 +38,6 @@ def plan_threads(cores: int, source_costs: Iterable[float], workers: int = 1) ->
     taken = round(sum(max(0.0, cost) for cost in source_costs) + 1e-9)
     free = max(1, cores - taken)
     return max(1, min(MAX_AUTO_THREADS, free // workers))
-
-
-def source_cost(camera: CameraConfig) -> float:
-    """Cores this camera's capture takes (see `SOURCE_COST`)."""
-    if isinstance(camera, OpenCVCamera) and not camera_is_live("opencv", camera.uri):
-        return SOURCE_COST["opencv"]  # a video file decodes like a stream
-    return SOURCE_COST.get(camera.type, 1.0)
 
 
 def available_cores() -> int:
@@ -71,7 +53,7 @@ def resolve_threads(config: Config, cores: int | None = None) -> int:
     setting = config.model.num_threads
     if setting != "auto":
         return setting
-    costs = [source_cost(camera) for camera in config.cameras.values() if camera.enabled]
+    costs = [capture_cores(camera) for camera in config.cameras.values() if camera.enabled]
     return plan_threads(
         available_cores() if cores is None else cores, costs, config.pipeline.workers
     )

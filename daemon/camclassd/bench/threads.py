@@ -15,7 +15,8 @@ from typing import Any
 from camclassd.bench.common import Progress, Setup, first_tensor, rate
 from camclassd.bench.measure import measure_invoke, measure_pipeline, measure_sequential
 from camclassd.bench.report import rounded, target_lines
-from camclassd.threads import MAX_AUTO_THREADS, available_cores, plan_threads, source_cost
+from camclassd.cameras import capture_cores
+from camclassd.threads import MAX_AUTO_THREADS, available_cores, plan_threads
 
 TARGET_AUTO_VS_BEST = 0.95
 
@@ -23,7 +24,7 @@ TARGET_AUTO_VS_BEST = 0.95
 def sweep(setup: Setup, frames: int, rounds: int, progress: Progress) -> dict[str, Any]:
     cores = available_cores()
     counts = list(range(1, min(cores, MAX_AUTO_THREADS) + 1))
-    auto = plan_threads(cores, [source_cost(setup.camera)])
+    auto = plan_threads(cores, [capture_cores(setup.camera)])
     per_round = max(5, frames // rounds)
     runs: dict[int, dict[str, list[dict[str, Any]]]] = {
         n: {"raw": [], "pipeline": [], "plain": []} for n in counts
@@ -64,7 +65,7 @@ def sweep(setup: Setup, frames: int, rounds: int, progress: Progress) -> dict[st
         {
             "cores": cores,
             "source": setup.camera.type,
-            "source_cost_cores": source_cost(setup.camera),
+            "source_cost_cores": capture_cores(setup.camera),
             "frames_per_measurement": per_round * rounds,
             "rounds": rounds,
             "sweep": table,

@@ -29,7 +29,9 @@ __all__ = [
     "CameraType",
     "absolute_paths",
     "camera_type",
+    "capture_cores",
     "from_cli",
+    "is_live",
     "open_source",
     "summary",
 ]
@@ -55,6 +57,16 @@ else:
 
 def camera_type(camera: CameraBase) -> CameraType[Any]:
     return BY_NAME[camera.type]
+
+
+def is_live(camera: CameraBase) -> bool:
+    """Whether the camera produces frames in real time (see `CameraType.live`)."""
+    return bool(camera_type(camera).live(camera))
+
+
+def capture_cores(camera: CameraBase) -> float:
+    """Cores the camera's capture takes (see `CameraType.capture_cores`)."""
+    return float(camera_type(camera).capture_cores(camera))
 
 
 def open_source(name: str, camera: CameraBase) -> Source:

@@ -88,6 +88,10 @@ def _claims_nothing(_text: str) -> bool:
     return False
 
 
+def _not_live(_camera: Any) -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class CameraType(Generic[C]):
     """One `type` of [cameras.NAME] table: its keys, how it opens, how check-config shows it,
@@ -108,6 +112,11 @@ class CameraType(Generic[C]):
     from_argument: Callable[[str], C] | None = None
     # Whether a bare `bench --source TEXT` (no TYPE: in front) is this type's argument.
     claims: Callable[[str], bool] = _claims_nothing
+    # Whether its frames come in real time (a camera, a stream), so that a still scene is
+    # worth gating: the gate's mode "auto" turns on for these.
+    live: Callable[[C], bool] = _not_live
+    # Cores its capture takes, for num_threads = "auto": decoding video needs about one.
+    capture_cores: Callable[[C], float] = lambda _camera: 1.0
 
     @property
     def name(self) -> str:

@@ -57,4 +57,5 @@ CAMERA = CameraType(
     absolute=_absolute,
     from_argument=_from_argument,
     claims=_claims,
+    capture_cores=lambda _camera: 0.2,  # a JPEG decoded per frame, at the image rate
 )

@@ -89,4 +89,6 @@ CAMERA = CameraType(
     absolute=_absolute,
     from_argument=_from_argument,
     claims=_claims,
+    live=lambda camera: classify_uri(camera.uri) != "file",  # a device or a stream
+    capture_cores=lambda _camera: 1.0,  # file, RTSP, HTTP or USB: a decoder runs per frame
 )

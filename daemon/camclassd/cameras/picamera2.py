@@ -62,5 +62,11 @@ def _from_argument(argument: str) -> Picamera2Camera:
 
 
 CAMERA = CameraType(
-    Picamera2Camera, _open, _summary, example_name="main", from_argument=_from_argument
+    Picamera2Camera,
+    _open,
+    _summary,
+    example_name="main",
+    from_argument=_from_argument,
+    live=lambda _camera: True,
+    capture_cores=lambda _camera: 0.1,  # the ISP makes the lores frame; a copy is all we pay
 )

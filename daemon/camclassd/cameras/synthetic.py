@@ -39,5 +39,12 @@ def _from_argument(argument: str) -> SyntheticCamera:
 
 
 CAMERA = CameraType(
-    SyntheticCamera, _open, _summary, example_name="test", from_argument=_from_argument
+    SyntheticCamera,
+    _open,
+    _summary,
+    example_name="test",
+    from_argument=_from_argument,
+    # Not live: it is "live" to the pipeline's drop policy, but a benchmark source, so the
+    # gate's "auto" stays off.
+    capture_cores=lambda _camera: 0.0,  # frames made in advance
 )
