@@ -173,9 +173,9 @@ def test_a_config_that_does_not_validate_is_not_touched(
 def test_train_install_reloads_the_running_daemon_over_mqtt(
     tmp_path: Path, broker: Mosquitto, state_data: Path
 ) -> None:
-    """The daemon classifies with ImageNet; train --install --reload mqtt; the same camera's
-    messages then carry the new model's name and labels, and Home Assistant's label sensor
-    becomes an enum of them."""
+    """The daemon classifies with ImageNet; train --camera door --install --reload mqtt; that
+    camera gets the model as its own, its messages then carry the new model's name and
+    labels, and Home Assistant's label sensor becomes an enum of them."""
     config, device = make_config(tmp_path, state_data / "cat", broker.port)
     config.write_text(
         config.read_text().replace("[homeassistant]\nenabled = false", "[homeassistant]")
@@ -197,6 +197,8 @@ def test_train_install_reloads_the_running_daemon_over_mqtt(
             "--folds",
             "2",
             "--install",
+            "--camera",
+            "door",
             "--config",
             str(config),
             "--models-dir",
@@ -225,6 +227,9 @@ def test_train_install_reloads_the_running_daemon_over_mqtt(
     assert after["door_label"]["device_class"] == "enum"
     assert set(after["door_label"]["options"]) == {"cat", "none"}
     assert set(after["door_label_changed"]["event_types"]) == {"cat", "none"}
+    installed = load_config(config)
+    assert installed.cameras["door"].model == tmp_path / "models" / "door" / "v1" / "door.tflite"
+    assert installed.model.path.name == "efficientnet_lite0_uint8.tflite"  # [model] unchanged
 
 
 def test_another_table_can_be_edited_the_same_way() -> None:

@@ -28,7 +28,7 @@ def _install_options(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="the daemon's config: install points its [model] path/labels (or, with "
-        "`model install --camera`, that camera's model/labels) at the new model (default "
+        "--camera, that camera's model/labels) at the new model (default "
         "/etc/camclassd/camclassd.toml); train takes --camera's crop/roi from it",
     )
     p.add_argument(
@@ -53,7 +53,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--out", type=Path, required=True, help="output folder (model, labels, card)")
     p.add_argument("--name", default=None, help="model name (default: the dataset folder's)")
     p.add_argument("--base", type=Path, default=None, help="base model (default: shipped uint8)")
-    p.add_argument("--camera", default=None, help="camera whose crop/roi the views use")
+    p.add_argument(
+        "--camera",
+        default=None,
+        help="camera whose crop/roi the views use; with --install, the camera it is installed for",
+    )
     p.add_argument("--crop", choices=["center", "squash", "letterbox"], default="center")
     p.add_argument("--views", type=int, default=4, help="views per image, 1 unaugmented (4)")
     p.add_argument(

@@ -207,7 +207,8 @@ def main(args: argparse.Namespace) -> int:
     print(card.summary(made), end="")
     print(f"wrote {args.out}/: {name}.tflite, {name}.txt, card.json, card.txt")
     if args.install:
-        return install.install_from_args(args, args.out)
+        # Trained on one camera's view (--camera): the model is that camera's, not every one's.
+        return install.install_from_args(args, args.out, args.camera)
     return EXIT_OK
 
 
