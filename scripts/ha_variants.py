@@ -1,6 +1,7 @@
-"""Discovery payload variants the daemon under test does not publish (a model of few labels,
-a scene gate, a support link; both forms), as JSON for ha_check.py --variants to validate with
-Home Assistant's own schemas. Runs with the repository's .venv python."""
+"""Discovery payload variants the daemon under test does not publish (cameras on models of few
+labels, each camera its own; a scene gate; a support link; both forms), as JSON for ha_check.py
+--variants to validate with Home Assistant's own schemas. Runs with the repository's .venv
+python."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from camclassd.mqtt.discovery import Features, discovery_configs
 
 def main() -> int:
     sent: list[tuple[str, object]] = []
-    features = Features.of(labels=["cat", "dog", "empty room"], gate_cameras=["front"])
+    labels = {"front": ["cat", "dog", "empty room"], "back": ["open", "closed"]}
+    features = Features.of(labels=labels, gate_cameras=["front"])
     for form in ("device", "components"):
         config = Config.model_validate(
             {

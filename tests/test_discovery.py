@@ -36,6 +36,7 @@ from camclassd.mqtt.payloads import (
     status_payload,
 )
 from tests.broker import Mosquitto
+from tests.conftest import LABELS
 from tests.mqtt_helpers import Subscriber
 from tests.test_mqtt_client import (
     make_config,
@@ -163,16 +164,53 @@ def test_sensor_details() -> None:
 
 def test_few_labels_make_an_enum_sensor_and_typed_events() -> None:
     config = make_config(1883, device="pi-door", cameras=("front",))
-    few = components(config, Features.of(labels=["cat", "dog", "cat"]))
+    few = components(config, Features.of(labels={"front": ["cat", "dog", "cat"]}))
     assert few["front_label"]["device_class"] == "enum"
     assert few["front_label"]["options"] == ["cat", "dog", "none"]
     assert few["front_label_changed"]["event_types"] == ["cat", "dog", "none"]
     validate(few["front_label"], "ha-discovery-sensor")
-    many = components(config, Features.of(labels=[f"c{i}" for i in range(MAX_ENUM_LABELS + 1)]))
-    assert "device_class" not in many["front_label"]
-    assert many["front_label_changed"]["event_types"] == ["changed"]
-    enough = components(config, Features.of(labels=[f"c{i}" for i in range(MAX_ENUM_LABELS)]))
+    many = [f"c{i}" for i in range(MAX_ENUM_LABELS + 1)]
+    too_many = components(config, Features.of(labels={"front": many}))
+    assert "device_class" not in too_many["front_label"]
+    assert too_many["front_label_changed"]["event_types"] == ["changed"]
+    enough = components(config, Features.of(labels={"front": many[:MAX_ENUM_LABELS]}))
     assert len(enough["front_label"]["options"]) == MAX_ENUM_LABELS + 1
+
+
+def test_each_camera_gets_the_options_and_event_types_of_its_own_model() -> None:
+    """A door camera on a two-state model beside one on the 1000 ImageNet labels: the door's
+    sensor is an enum of its labels, the other stays plain text."""
+    config = make_config(1883, device="pi-door", cameras=("door", "yard"))
+    imagenet = [line.strip() for line in LABELS.read_text().splitlines()]
+    assert len(imagenet) == 1000
+    features = Features.of(labels={"door": ["open", "closed"], "yard": imagenet})
+    assert features.labels_for("door") == ("open", "closed")
+    assert features.labels_for("gone") == ()
+    by_id = components(config, features)
+    assert by_id["door_label"]["device_class"] == "enum"
+    assert by_id["door_label"]["options"] == ["open", "closed", "none"]
+    assert by_id["door_label_changed"]["event_types"] == ["open", "closed", "none"]
+    assert "device_class" not in by_id["yard_label"] and "options" not in by_id["yard_label"]
+    assert by_id["yard_label_changed"]["event_types"] == ["changed"]
+    for cid in ("door_label", "yard_label"):
+        validate(by_id[cid], "ha-discovery-sensor")
+    # A camera the features do not know (no labels yet) is plain too.
+    unknown = components(config, Features.of(labels={"door": ["open", "closed"]}))
+    assert "options" not in unknown["yard_label"]
+
+
+def test_a_reload_onto_another_model_for_one_camera_changes_only_its_components() -> None:
+    config = make_config(1883, device="pi-door", cameras=("door", "yard"))
+    before = Features.of(labels={"door": ["cat", "dog"], "yard": ["cat", "dog"]})
+    after = Features.of(labels={"door": ["open", "closed"], "yard": ("cat", "dog")})
+    assert before != after
+    assert after == Features.of(labels={"door": ("open", "closed"), "yard": ["cat", "dog"]})
+    assert hash(after) == hash(Features.of(labels={"door": ["open", "closed"]}))  # hashable
+    changes = reload_changes(config, config, before, after)
+    assert not changes.clear and not changes.handover and not changes.removed
+    old, new = components(config, before), components(config, after)
+    assert {cid for cid in new if new[cid] != old[cid]} == {"door_label", "door_label_changed"}
+    assert new["door_label"]["options"] == ["open", "closed", "none"]
 
 
 def test_the_gate_sensor_only_for_gated_cameras() -> None:
@@ -416,6 +454,36 @@ def test_label_changes_are_events(
     ]
     assert not any(m.retain for m in events)
     assert not sub.collect(lambda m: True, 1, timeout=0.3)
+
+
+def test_each_cameras_events_are_typed_by_its_own_model(
+    broker: Mosquitto,
+    service_factory: Callable[..., MqttService],
+    subscribers: Callable[..., Subscriber],
+) -> None:
+    """The same label change on two cameras: typed on the one whose model has few labels,
+    "changed" on the one whose model has too many (or, on reload, labels it no longer has)."""
+    config = make_config(broker.port, cameras=("front", "back"))
+    device = config.device.resolved_id
+    sub = subscribers(broker.port, [f"camclassd/{device}/+/event"])
+
+    def event_types() -> dict[str, str]:  # camera -> event type of the next event of each
+        payloads = [json.loads(m.payload) for m in sub.collect(lambda m: True, 2)]
+        return {p["camera"]: p["event_type"] for p in payloads}
+
+    service = service_factory(config)
+    many = ["tabby", *(f"c{i}" for i in range(MAX_ENUM_LABELS))]
+    service.set_features(Features.of(labels={"front": ["tabby", "empty"], "back": many}))
+    assert wait_until(lambda: service.connected)
+    service.publish(make_result("front", 0))
+    service.publish(make_result("back", 0))
+    assert event_types() == {"front": "tabby", "back": "changed"}
+    service.apply_config(config, Features.of(labels={"front": many, "back": ["tabby"]}))
+    for camera in ("front", "back"):
+        again = make_result(camera, 1)
+        again.changed = True
+        service.publish(again)
+    assert event_types() == {"front": "changed", "back": "tabby"}
 
 
 def test_every_ha_schema_is_valid() -> None:

@@ -698,7 +698,10 @@ def test_a_camera_with_a_model_of_its_own(running: list[Pipeline]) -> None:
     running.append(pipeline)
     pipeline.start()
     assert sorted(loaded) == sorted([UINT8_MODEL.name, float_model.name])  # one worker each
-    assert pipeline.labels == ()  # two models: no one label set for Home Assistant
+    # each camera's labels are its own model's (here the same file for both models)
+    assert {name: len(labels) for name, labels in pipeline.labels.items()} == dict.fromkeys(
+        ("a", "b", "own"), 1000
+    )
     assert wait_until(lambda: {r.camera for r in list(sink.results)} == {"a", "b", "own"})
     assert pipeline.stop(5.0)
     models = {(r.camera, r.model) for r in sink.results}

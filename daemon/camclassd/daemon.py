@@ -499,5 +499,6 @@ def _log_signal_reload(reply: dict[str, Any]) -> None:
 
 
 def _features(pipeline: Pipeline) -> Features:
-    """What Home Assistant discovery and the label events need of the running pipeline."""
+    """What Home Assistant discovery and the label events need of the running pipeline
+    (each camera's model labels, the gated cameras)."""
     return Features.of(labels=pipeline.labels, gate_cameras=pipeline.gated_cameras)

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
@@ -103,7 +104,8 @@ class Pipeline:
         self._captures_running = 0
         self._workers_running = 0
         self._busy_since: dict[int, float] = {}  # worker index -> when its batch was taken
-        self.labels: tuple[str, ...] = ()  # the model's, once started
+        # camera -> its model's labels, once started (Home Assistant's enum options, events)
+        self.labels: Mapping[str, tuple[str, ...]] = MappingProxyType({})
 
     # ==== lifecycle =============================================================================
 
@@ -121,6 +123,7 @@ class Pipeline:
             if spec.enabled:
                 by_model.setdefault(own_model(spec), []).append(name)
         engines: list[tuple[InferenceEngine, FrameQueues]] = []
+        labels: dict[str, tuple[str, ...]] = {}
         for key, names in by_model.items():
             queues = FrameQueues()
             models = [
@@ -140,8 +143,8 @@ class Pipeline:
                     stage=self._stage_factory(name, spec),
                     first_seq=self._first_seq.get(name, 0),
                 )
-        # One model for every camera: its labels (Home Assistant's enum options, events).
-        self.labels = tuple(engines[0][0].labels) if len(by_model) == 1 else ()
+                labels[name] = tuple(models[0].labels)
+        self.labels = MappingProxyType(labels)
         failures = [self._first_open(camera) for camera in self._cameras.values()]
         if all(failures):
             for camera in self._cameras.values():

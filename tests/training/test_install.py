@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +17,7 @@ from camclassd.errors import ConfigError
 from camclassd.training.tomledit import remove_keys, set_keys, set_model_paths
 from tests.broker import Mosquitto
 from tests.conftest import LABELS, UINT8_MODEL, run_cli
-from tests.daemon_helpers import collector, daemon
+from tests.daemon_helpers import Message, collector, daemon
 
 CONFIG = """\
 # garage camera box
@@ -275,11 +277,64 @@ enabled = {enabled}
 """
 
 
-def make_two_camera_config(tmp_path: Path, images: Path, yard_enabled: bool = True) -> Path:
-    config, _ = make_config(tmp_path, images)
+def make_two_camera_config(
+    tmp_path: Path, images: Path, yard_enabled: bool = True, port: int = 1
+) -> Path:
+    config, _ = make_config(tmp_path, images, port)
     yard = YARD.format(enabled=str(yard_enabled).lower())
     config.write_text(config.read_text().replace("[model]\n", f"{yard}[model]\n"))
     return config
+
+
+def test_home_assistant_gets_each_cameras_own_labels(
+    tmp_path: Path, broker: Mosquitto, state_model: Path, state_data: Path
+) -> None:
+    """[cameras.door] on the trained two-state model, yard on the shared ImageNet model: the
+    door's label sensor is an enum of the door's labels and its events are typed by them, the
+    yard's stays plain text with "changed" events. A reload that puts the door back on the
+    shared model changes the door's two components and nothing else."""
+    config = make_two_camera_config(tmp_path, state_data / "*" / "*.jpg", port=broker.port)
+    own = {"model": str(state_model / "door.tflite"), "labels": str(state_model / "door.txt")}
+    text = set_keys(config.read_text(), "cameras.door", own)
+    config.write_text(text.replace("[homeassistant]\nenabled = false", "[homeassistant]"))
+    device = load_config(config).device.resolved_id
+    discovery = f"homeassistant/device/{device}/config"
+
+    def door_events(messages: list[Message]) -> list[str]:
+        return [m.json()["event_type"] for m in messages if m.topic.endswith("/door/event")]
+
+    def newest(messages: list[Message], plain_door: bool) -> dict[str, Any] | None:
+        """The newest discovery's components whose door label sensor is plain (or an enum)."""
+        for message in reversed(messages):
+            if message.topic == discovery and message.payload:
+                found: dict[str, Any] = message.json()["components"]
+                if ("options" not in found["door_label"]) == plain_door:
+                    return found
+        return None
+
+    with (
+        collector(broker.host, broker.port, [f"camclassd/{device}/#", discovery]) as sub,
+        daemon(config) as proc,
+    ):
+        # cat/ then none/ images, looped: the door's stable label keeps changing
+        seen = sub.wait_for(lambda ms: {"cat", "none"} <= set(door_events(ms)), timeout=30)
+        before = newest(seen, plain_door=False)
+        config.write_text(remove_keys(config.read_text(), "cameras.door", ["model", "labels"]))
+        proc.signal(signal.SIGHUP)  # the door back on the shared [model]
+        after = newest(sub.wait_for(lambda ms: bool(newest(ms, plain_door=True))), True)
+        assert proc.alive(), proc.log()
+    assert before is not None and after is not None
+    assert set(door_events(seen)) == {"cat", "none"}  # its own labels, not "changed"
+    assert before["door_label"]["device_class"] == "enum"
+    assert set(before["door_label"]["options"]) == {"cat", "none"}
+    assert set(before["door_label_changed"]["event_types"]) == {"cat", "none"}
+    assert "options" not in before["yard_label"] and "device_class" not in before["yard_label"]
+    assert before["yard_label_changed"]["event_types"] == ["changed"]
+    assert after["door_label_changed"]["event_types"] == ["changed"]
+    assert {cid for cid in after if after[cid] != before.get(cid)} == {
+        "door_label",
+        "door_label_changed",
+    }
 
 
 def test_install_for_a_camera_then_roll_it_back_to_the_shared_model(

@@ -39,7 +39,7 @@ class Announcer:
         self._topics = topics
         self._config = config
         self._lock = threading.Lock()
-        self.features = Features()  # the model's labels, the gated cameras: from the daemon
+        self.features = Features()  # cameras' labels, the gated cameras: from the daemon
         self._removals: set[str] = set()  # discovery topics to clear (cameras removed)
         self._removed_components: dict[str, str] = {}  # device-form removal stubs
         self._handovers: set[str] = set()  # other-form topics to hand over on reload
@@ -94,7 +94,7 @@ class Announcer:
             self._session.send(topic, encode(payload), QOS_CONTROL, retain=True)
 
     def update(self, config: Config, features: Features | None = None) -> None:
-        """A reloaded config (and the new model's features): what went away is cleared or
+        """A reloaded config (and the new pipeline's features): what went away is cleared or
         handed over, then the new configs go out."""
         new_features = self.features if features is None else features
         changes = reload_changes(self._config, config, self.features, new_features)

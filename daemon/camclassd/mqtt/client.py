@@ -155,8 +155,8 @@ class MqttService:
             metrics.set_counter(f"mqtt_{key}", int(counters[key]))
 
     def set_features(self, features: Features) -> None:
-        """What the running model offers (its labels, the gated cameras), for discovery and
-        the label events; set before `start`."""
+        """What the running pipeline offers (each camera's model labels, the gated cameras),
+        for discovery and the label events; set before `start`."""
         self._announcer.features = features
         self._publisher.features = features
 

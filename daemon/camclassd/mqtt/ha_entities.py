@@ -11,8 +11,9 @@ and history.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from camclassd.config import Config
@@ -35,15 +36,33 @@ PAUSE_OFF = json.dumps({"paused": False})
 
 @dataclass(frozen=True, slots=True)
 class Features:
-    """What the daemon offers beyond the config: the model's labels (the enum options and
-    event types when there are few) and the cameras whose scene gate is on."""
+    """What the daemon offers beyond the config: each camera's model labels (its enum options
+    and event types when there are few) and the cameras whose scene gate is on.
 
-    labels: tuple[str, ...] = ()
+    Labels are per camera because a camera may run a model of its own (a two-state door model
+    beside the shared 1000-label one). A camera not in `labels` has none known: a plain label
+    sensor and "changed" events."""
+
+    # camera -> its model's labels. Not hashed (a mapping has no hash); equality compares it,
+    # which is what a reload's discovery diff needs.
+    labels: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False
+    )
     gate_cameras: frozenset[str] = field(default_factory=frozenset)
 
     @classmethod
-    def of(cls, labels: Sequence[str] = (), gate_cameras: Collection[str] = ()) -> Features:
-        return cls(tuple(labels), frozenset(gate_cameras))
+    def of(
+        cls,
+        labels: Mapping[str, Sequence[str]] = MappingProxyType({}),
+        gate_cameras: Collection[str] = (),
+    ) -> Features:
+        """`labels`: camera -> its model's labels (copied, read-only)."""
+        per_camera = MappingProxyType({camera: tuple(names) for camera, names in labels.items()})
+        return cls(per_camera, frozenset(gate_cameras))
+
+    def labels_for(self, camera: str) -> tuple[str, ...]:
+        """The labels of the camera's model; () when not known."""
+        return self.labels.get(camera, ())
 
 
 def enabled_cameras(config: Config) -> list[str]:
@@ -103,7 +122,8 @@ def camera_components(config: Config, camera: str, features: Features) -> dict[s
         ),
         "icon": "mdi:eye",
     }
-    options = enum_labels(features.labels)
+    labels = features.labels_for(camera)  # its own model's: cameras may differ
+    options = enum_labels(labels)
     if options is not None:
         label["device_class"] = "enum"
         label["options"] = options
@@ -150,7 +170,7 @@ def camera_components(config: Config, camera: str, features: Features) -> dict[s
             "name": f"{camera} label changed",
             "state_topic": topics.event(camera),
             "qos": qos,
-            "event_types": event_types(features.labels),
+            "event_types": event_types(labels),
             "icon": "mdi:swap-horizontal",
         },
         f"{camera}_take_snapshot": {

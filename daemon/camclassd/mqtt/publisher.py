@@ -49,7 +49,7 @@ class Publisher:
         self._topics = topics
         self._settings = settings  # the live mqtt settings (a reload may change QoS or retain)
         self._status: bytes | None = None  # kept: re-published on every connect
-        self.features = Features()  # the model's labels: the label events' types
+        self.features = Features()  # each camera's model labels: its events' types
         self._previous_label: dict[str, str | None] = {}  # per camera, for label events
 
     # ---- Sink (fan-out thread) -----------------------------------------------------------
@@ -70,7 +70,8 @@ class Publisher:
         self._previous_label[result.camera] = result.stable_label
         if not self._session.connected:
             return
-        payload = event_payload(result, previous, event_types(self.features.labels))
+        types = event_types(self.features.labels_for(result.camera))  # its own model's
+        payload = event_payload(result, previous, types)
         topic = self._topics.event(result.camera)
         self._session.send(topic, encode(payload), self._settings().qos_results)
 
