@@ -71,8 +71,9 @@ ROOT=""
 STEP_PID=""
 cleanup() {
   local i pid
-  if [ -n "$STEP_PID" ]; then  # a step still running (interrupted)
-    kill "$STEP_PID" 2>/dev/null || true
+  if [ -n "$STEP_PID" ]; then  # steps still running (interrupted)
+    # shellcheck disable=SC2086  # one PID per word
+    kill $STEP_PID 2>/dev/null || true
   fi
   if [ -n "$RUN" ] && [ -f "$RUN/pids" ]; then  # the broker and subscriber on the host
     while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$RUN/pids"
@@ -133,6 +134,35 @@ step() {  # step NAME CMD...: run CMD with its output in $LOGS/NAME.log
     tail -n 40 "$log" | sed 's/^/  | /' >&2
     exit 1
   fi
+}
+
+steps_together() {  # steps_together NAME FUNC [NAME FUNC]...: independent steps at once
+  # One pip under emulation keeps one host core busy; the other core would wait idle.
+  local -a names=() pids=()
+  local i rc failed=0
+  STEP_START=$(date +%s)
+  set +e
+  while [ $# -ge 2 ]; do
+    (set -e; "$2") >"$LOGS/$1.log" 2>&1 </dev/null &
+    names+=("$1")
+    pids+=("$!")
+    shift 2
+  done
+  STEP_PID="${pids[*]}"
+  for i in "${!pids[@]}"; do
+    wait "${pids[i]}"
+    rc=$?
+    if [ "$rc" -eq 0 ]; then
+      say "ok   ${names[i]} ($(($(date +%s) - STEP_START)) s, run alongside: ${names[*]})"
+    else
+      echo "arm64: FAILED step '${names[i]}' (exit $rc); last lines of $LOGS/${names[i]}.log:" >&2
+      tail -n 40 "$LOGS/${names[i]}.log" | sed 's/^/  | /' >&2
+      failed=1
+    fi
+  done
+  STEP_PID=""
+  set -e
+  [ "$failed" -eq 0 ] || exit 1
 }
 
 # --- host tools ----------------------------------------------------------------------------------
@@ -360,7 +390,11 @@ install_tflite_runtime() {  # the fallback runtime, as scripts/test-tflite-runti
   inroot "${CPUS[0]}" "$venv/bin/python" -m pip install -q --no-compile --only-binary=:all: \
     "tflite-runtime>=2.14" "numpy<2" "opencv-python-headless>=4.8,<4.11" \
     "pydantic>=2.6,<3" "psutil>=5.9" "paho-mqtt>=2.0,<3" "pytest>=8" "hypothesis>=6.100"
-  inroot "${CPUS[0]}" "$venv/bin/python" -m pip install -q --no-compile --no-deps "$SRC"
+  # A copy of its own: pip builds in the source tree, and install.sh builds from $SRC meanwhile.
+  local src=/tmp/camclassd-src-tflite
+  rm -rf "$ROOT$src"
+  cp -a "$ROOT$SRC" "$ROOT$src"
+  inroot "${CPUS[0]}" "$venv/bin/python" -m pip install -q --no-compile --no-deps "$src"
   inroot "${CPUS[0]}" "$venv/bin/python" - <<'EOF'
 import importlib.metadata as md
 for name in ("tflite-runtime", "numpy", "opencv-python-headless"):
@@ -580,15 +614,18 @@ test_release() {  # test_release RELEASE
     'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
   say "== $release (Python $python), rootfs $lower"
 
-  step "$release-install" install_camclassd
-  sed -n '/^Python /,$p' "$LOGS/$release-install.log" | sed 's/^/  /'
   local tflite=0
-  if [ "$python" = 3.11 ]; then
-    step "$release-install-tflite-runtime" install_tflite_runtime
-    sed 's/^/  /' "$LOGS/$release-install-tflite-runtime.log" | tail -n 3
+  if [ "$python" = 3.11 ]; then  # two venvs of their own: installed side by side
+    steps_together "$release-install" install_camclassd \
+      "$release-install-tflite-runtime" install_tflite_runtime
     tflite=1
   else
+    step "$release-install" install_camclassd
     say "tflite-runtime: no aarch64 wheel for Python $python (its last release, 2.14, stops at 3.11): not run"
+  fi
+  sed -n '/^Python /,$p' "$LOGS/$release-install.log" | sed 's/^/  /'
+  if [ "$tflite" = 1 ]; then
+    sed 's/^/  /' "$LOGS/$release-install-tflite-runtime.log" | tail -n 3
   fi
   step "$release-native-modules" native_modules
   sed 's/^/  /' "$LOGS/$release-native-modules.log"
