@@ -663,7 +663,9 @@ def test_first_result_within_5_s_after_a_long_outage(
 ) -> None:
     """With the default backoff (1 s doubling to 4 s), an outage long enough for the delay to
     reach its cap: the first result reaches a subscriber within 5 s of the broker's return."""
-    config = make_config(broker.port, reconnect_min_s=1.0, reconnect_max_s=4.0)
+    # Retained: the subscriber, which can only connect once the broker is back, gets the
+    # result even when the service reconnected and delivered it first.
+    config = make_config(broker.port, reconnect_min_s=1.0, reconnect_max_s=4.0, retain_results=True)
     topic = f"camclassd/{config.device.resolved_id}/front/classification"
     service = service_factory(config)
     assert wait_until(lambda: service.connected)
