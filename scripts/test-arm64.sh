@@ -69,6 +69,7 @@ MOUNTS=()   # in mount order; unmounted in reverse
 RUN=""      # this run's directory: the overlay, logs of the broker, the PIDs started
 ROOT=""
 STEP_PID=""
+TFLITE_SRC=/tmp/camclassd-src-tflite  # in the rootfs: the tflite-runtime venv's own copy
 cleanup() {
   local i pid
   if [ -n "$STEP_PID" ]; then  # steps still running (interrupted)
@@ -390,11 +391,7 @@ install_tflite_runtime() {  # the fallback runtime, as scripts/test-tflite-runti
   inroot "${CPUS[0]}" "$venv/bin/python" -m pip install -q --no-compile --only-binary=:all: \
     "tflite-runtime>=2.14" "numpy<2" "opencv-python-headless>=4.8,<4.11" \
     "pydantic>=2.6,<3" "psutil>=5.9" "paho-mqtt>=2.0,<3" "pytest>=8" "hypothesis>=6.100"
-  # A copy of its own: pip builds in the source tree, and install.sh builds from $SRC meanwhile.
-  local src=/tmp/camclassd-src-tflite
-  rm -rf "$ROOT$src"
-  cp -a "$ROOT$SRC" "$ROOT$src"
-  inroot "${CPUS[0]}" "$venv/bin/python" -m pip install -q --no-compile --no-deps "$src"
+  inroot "${CPUS[0]}" "$venv/bin/python" -m pip install -q --no-compile --no-deps "$TFLITE_SRC"
   inroot "${CPUS[0]}" "$venv/bin/python" - <<'EOF'
 import importlib.metadata as md
 for name in ("tflite-runtime", "numpy", "opencv-python-headless"):
@@ -616,6 +613,8 @@ test_release() {  # test_release RELEASE
 
   local tflite=0
   if [ "$python" = 3.11 ]; then  # two venvs of their own: installed side by side
+    # A copy of the checkout of its own, made before: pip builds in the source tree.
+    cp -a "$ROOT$SRC" "$ROOT$TFLITE_SRC"
     steps_together "$release-install" install_camclassd \
       "$release-install-tflite-runtime" install_tflite_runtime
     tflite=1
