@@ -320,6 +320,77 @@ def test_snapshots_are_retained_until_their_camera_is_removed(
     assert wait_until(lambda: sorted(retained(broker.port, f"{base}/+/+")) == sorted(front))
 
 
+def test_a_camera_removed_during_an_outage_is_cleared_after_its_kept_results(
+    broker: Mosquitto,
+    service_factory: Callable[..., MqttService],
+    subscribers: Callable[..., Subscriber],
+) -> None:
+    """Results kept while the broker was away go out on reconnect; the clear of a camera
+    removed meanwhile goes after them, so the broker does not keep the removed one's."""
+    config = make_config(broker.port, cameras=("front", "back"), retain_results=True)
+    device = config.device.resolved_id
+    base = f"camclassd/{device}"
+    service = service_factory(config)
+    assert wait_until(lambda: service.connected)
+    broker.stop()
+    assert wait_until(lambda: not service.connected)
+    for camera in ("front", "back"):
+        service.publish(make_result(camera, 1))
+    service.apply_config(
+        make_config(broker.port, device=device, cameras=("front",), retain_results=True)
+    )
+    broker.start()
+    assert wait_until(lambda: service.connected, timeout=10)
+    front = [f"{base}/front/classification"]
+    assert wait_until(lambda: retained(broker.port, f"{base}/+/+") == front, timeout=10)
+
+
+def test_turning_retention_off_clears_what_was_retained(
+    broker: Mosquitto,
+    service_factory: Callable[..., MqttService],
+    subscribers: Callable[..., Subscriber],
+) -> None:
+    config = make_config(broker.port, cameras=("front",), retain_results=True)
+    device = config.device.resolved_id
+    base = f"camclassd/{device}"
+    service = service_factory(config)
+    assert wait_until(lambda: service.connected)
+    result = make_result("front", 1)
+    service.publish(result)
+    image = np.zeros((120, 160, 3), "uint8")
+    service.snapshot(Snapshot("front", 1, result.wall_time, image, result.top))
+    both = sorted([f"{base}/front/classification", f"{base}/front/snapshot"])
+    assert wait_until(lambda: sorted(retained(broker.port, f"{base}/+/+")) == both)
+    service.apply_config(make_config(broker.port, device=device, cameras=("front",)))
+    # retain_results back to its default (off): the result goes; the snapshot stays kept.
+    snapshot = [f"{base}/front/snapshot"]
+    assert wait_until(lambda: retained(broker.port, f"{base}/+/+") == snapshot)
+
+
+def test_a_session_replaced_by_a_reload_clears_the_removed_cameras_first(
+    broker: Mosquitto,
+    service_factory: Callable[..., MqttService],
+    subscribers: Callable[..., Subscriber],
+) -> None:
+    """A reload that removes a camera and changes a connection setting: the old session
+    clears the camera's retained snapshot before it says offline."""
+    config = make_config(broker.port, cameras=("front", "back"))
+    device = config.device.resolved_id
+    base = f"camclassd/{device}"
+    service = service_factory(config)
+    assert wait_until(lambda: service.connected)
+    image = np.zeros((120, 160, 3), "uint8")
+    for camera in ("front", "back"):
+        result = make_result(camera, 1)
+        service.snapshot(Snapshot(camera, 1, result.wall_time, image, result.top))
+    kept = sorted(f"{base}/{c}/snapshot" for c in ("front", "back"))
+    assert wait_until(lambda: sorted(retained(broker.port, f"{base}/+/+")) == kept)
+    successor = make_config(broker.port, device=device, cameras=("front",), keepalive_s=30)
+    service.retire(successor)
+    service.stop()
+    assert wait_until(lambda: retained(broker.port, f"{base}/+/+") == [f"{base}/front/snapshot"])
+
+
 def retained(port: int, topic_filter: str) -> list[str]:
     """The topics the broker holds retained messages on (a fresh subscriber's first burst)."""
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"r-{uuid.uuid4().hex[:8]}")

@@ -441,6 +441,8 @@ class Daemon:
             # The old session is stopped after this command's reply went out on it, and the
             # new one connects after that (`_switch_sessions`).
             self._retired.append((rt.mqtt, rt.sinks))
+            if rt.mqtt is not None:
+                rt.mqtt.retire(new_config)
             if mqtt is not None:
                 mqtt.set_features(_features(rt.pipeline))
                 self._starting.append(mqtt)

@@ -19,9 +19,6 @@ from pydantic_core import PydanticCustomError
 
 GateMode = Literal["auto", "motion", "always"]
 
-# The same rule as camclassd.sources.opencv.classify_uri (kept free of OpenCV here): devices
-# and streams are live, anything else is a file.
-
 
 class GateConfig(BaseModel):
     """The scene-change gate: classify when the view changes, and at least every refresh_s."""

@@ -35,8 +35,9 @@ class FrameQueues:
     def put(self, frame: Frame, *, drop_oldest: bool) -> tuple[Frame, str] | None:
         """Queue a frame; returns the frame lost and why ("queue_full" or "shutdown"), if any.
 
-        Evicting, the oldest frame goes, but never one that carries a snapshot image for a
-        frame that does not: the snapshot is classified and the newest frame is lost instead.
+        Evicting, the oldest frame without a snapshot image goes; a frame carrying one is
+        never evicted for one that does not (with only such frames queued, the newcomer is
+        lost instead).
         """
         with self._cond:
             queue, limit = self._queues[frame.camera], self._limits[frame.camera]

@@ -6,9 +6,7 @@ per-component), whatever retained configs of the other form the broker still hol
 device (HA's `migrate_discovery` procedure keeps the entity ids), and only then publishes the
 configured form: a `{prefix}/{device}/discovery/sync` marker, published after subscribing,
 arrives after those retained configs and triggers it. Discovery is sent again whenever Home
-Assistant's birth message says `online`; on a reload what went away is cleared first: the
-discovery of removed cameras and features, and the removed cameras' retained snapshot and
-result (else the broker keeps them for ever).
+Assistant's birth message says `online`; on a reload what went away is cleared first.
 """
 
 from __future__ import annotations
@@ -101,7 +99,6 @@ class Announcer:
         with self._lock:
             old, self._config, self.features = self._config, config, new_features
             self._removals.update(changes.clear)
-            self._removals.update(stale_retained(old, config, self._topics))
             self._handovers.update(changes.handover)
             self._removed_components.update(changes.removed)
         if not self._session.connected:
@@ -122,8 +119,7 @@ class Announcer:
                 self._session.client.subscribe(new_birth, QOS_CONTROL)
 
     def _send_removals(self) -> None:
-        """Empty retained messages: HA deletes the entities of removed cameras, the broker
-        forgets their snapshot and result."""
+        """Empty retained configs make HA delete the entities of removed cameras."""
         with self._lock:
             topics, self._removals = sorted(self._removals), set()
         for topic in topics:
@@ -138,17 +134,3 @@ class Announcer:
     def _send_handover(self, topic: str) -> None:
         for name, payload, retain in handover_messages(self._config, __version__, topic):
             self._session.send(name, payload, QOS_CONTROL, retain=retain)
-
-
-def stale_retained(old: Config, new: Config, topics: Topics) -> set[str]:
-    """The retained data topics of the cameras a reload removed (or disabled)."""
-    running = {name for name, camera in new.cameras.items() if camera.enabled}
-    stale: set[str] = set()
-    for name, camera in old.cameras.items():
-        if not camera.enabled or name in running:
-            continue
-        if old.mqtt.retain_snapshots:
-            stale.add(topics.snapshot(name))
-        if old.mqtt.retain_results:
-            stale.add(topics.classification(name))
-    return stale

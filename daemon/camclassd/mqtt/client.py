@@ -162,11 +162,18 @@ class MqttService:
 
     def apply_config(self, config: Config, features: Features | None = None) -> None:
         """A reloaded config whose session settings are unchanged (see camclassd.reload)."""
-        self._config = config
+        old, self._config = self._config, config
         self._outbox.resize(config.mqtt.buffer_size)
         if features is not None:
             self._publisher.features = features
-        self._announcer.update(config, features)
+        self._announcer.update(config, features)  # HA deletes removed entities first
+        self._publisher.clear_retained(old, config)
+
+    def retire(self, successor: Config) -> None:
+        """A new session replaces this one (call before `stop`): what the successor's config
+        no longer keeps is cleared under this session's topics. Lost if the broker is
+        unreachable now: this session will not connect again."""
+        self._publisher.clear_retained(self._config, successor)
 
     def stop(self, timeout: float = 2.0) -> None:
         """Publish `offline` (retained), disconnect, stop the network thread."""

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from camclassd.config import MQTTConfig
+from camclassd.config import Config, MQTTConfig
 from camclassd.mqtt.ha_entities import Features, event_types
 from camclassd.mqtt.outbox import Outbox
 from camclassd.mqtt.payloads import (
@@ -87,6 +87,15 @@ class Publisher:
     def close(self) -> None:
         """The session belongs to the MQTT service."""
 
+    # ---- reloads (main thread) -----------------------------------------------------------
+
+    def clear_retained(self, old: Config, new: Config) -> None:
+        """Empty retained messages where the broker should keep nothing any more (see
+        `stale_retained`). Through the outbox, in order: a clear comes after any result still
+        waiting to go out on its topic, also across a reconnect."""
+        for topic in sorted(stale_retained(old, new, self._topics)):
+            self._outbox.send(Pending(topic, b"", QOS_CONTROL, True))
+
     # ---- status and metrics (main thread) ------------------------------------------------
 
     def publish_status(self, status: Mapping[str, Any]) -> None:
@@ -108,3 +117,20 @@ class Publisher:
         self._session.send(self._topics.availability, b"online", QOS_CONTROL, retain=True)
         if self._status is not None:
             self._session.send(self._topics.status, self._status, QOS_CONTROL, retain=True)
+
+
+def stale_retained(old: Config, new: Config, topics: Topics) -> set[str]:
+    """The retained snapshot and result topics (under `topics`) that `old` left on the broker
+    and `new` no longer keeps: those of cameras it no longer runs, and all of them when it
+    turns that retention off."""
+    running = {name for name, camera in new.cameras.items() if camera.enabled}
+    stale: set[str] = set()
+    for name, camera in old.cameras.items():
+        if not camera.enabled:
+            continue
+        gone = name not in running
+        if old.mqtt.retain_snapshots and (gone or not new.mqtt.retain_snapshots):
+            stale.add(topics.snapshot(name))
+        if old.mqtt.retain_results and (gone or not new.mqtt.retain_results):
+            stale.add(topics.classification(name))
+    return stale

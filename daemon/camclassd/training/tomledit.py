@@ -89,6 +89,9 @@ def set_keys(text: str, table: str, values: Mapping[str, str]) -> str:
 def remove_keys(text: str, table: str, keys: Iterable[str]) -> str:
     """`text` without the lines of `[table]`'s one-line string `keys` (their inline comments
     go with them); a key or table that is not there leaves the text as it was."""
+    keys = list(keys)
+    if not keys:  # an empty alternation would match any line that starts with `=`
+        return text
     lines = text.splitlines(keepends=True)
     body = _table_body(lines, table)
     if body is None:
