@@ -14,10 +14,9 @@ from typing import Protocol
 
 import numpy as np
 
-from camclassd.cameras import is_live
 from camclassd.collect import CollectPolicy
 from camclassd.config import CameraConfig, Config
-from camclassd.gate import make_stage
+from camclassd.gate import stage_for
 from camclassd.preprocess import Preprocessor
 from camclassd.queues import FrameQueues
 from camclassd.results import LabelTracker, PublishPolicy, ResultProcessor
@@ -51,7 +50,7 @@ class InferenceEngine(Protocol):
 def scene_gate(_name: str, camera: CameraConfig) -> Stage:
     """The camera's `[gate]`: a SceneGate, or PassThrough where it is off (by default, off
     for sources that are not live cameras: images, files, synthetic frames)."""
-    return make_stage(camera.gate, is_live(camera))
+    return stage_for(camera)
 
 
 def make_camera(

@@ -154,11 +154,11 @@ class SceneGate:
 def stage_for(camera: CameraBase) -> Stage:
     """The stage of one camera table: what the pipeline calls, per camera, at start.
 
-    Liveness is the camera type's (`cameras.is_live`), as check-config shows it: a synthetic source
-    is "live" to the pipeline's drop policy but is a benchmark source, so 'auto' is off there.
+    Liveness is the camera type's (`cameras.is_live`), as check-config shows it: a synthetic
+    source is "live" to the pipeline's drop policy but is a benchmark source, so 'auto' is off
+    there.
     """
-    live = is_live(camera)
-    return make_stage(camera.gate, live)
+    return make_stage(camera.gate, is_live(camera))
 
 
 def make_stage(settings: GateConfig, live: bool) -> Stage:

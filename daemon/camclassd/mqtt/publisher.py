@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from camclassd.config import Config, MQTTConfig
-from camclassd.mqtt.ha_entities import Features, event_types
+from camclassd.mqtt.ha_entities import Features, enabled_cameras, event_types
 from camclassd.mqtt.outbox import Outbox
 from camclassd.mqtt.payloads import (
     classification_payload,
@@ -123,11 +123,9 @@ def stale_retained(old: Config, new: Config, topics: Topics) -> set[str]:
     """The retained snapshot and result topics (under `topics`) that `old` left on the broker
     and `new` no longer keeps: those of cameras it no longer runs, and all of them when it
     turns that retention off."""
-    running = {name for name, camera in new.cameras.items() if camera.enabled}
+    running = set(enabled_cameras(new))
     stale: set[str] = set()
-    for name, camera in old.cameras.items():
-        if not camera.enabled:
-            continue
+    for name in enabled_cameras(old):
         gone = name not in running
         if old.mqtt.retain_snapshots and (gone or not new.mqtt.retain_snapshots):
             stale.add(topics.snapshot(name))
