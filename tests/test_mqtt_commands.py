@@ -302,11 +302,7 @@ def test_snapshots_are_retained_until_their_camera_is_removed(
     base = f"camclassd/{device}"
     service = service_factory(config)
     assert wait_until(lambda: service.connected)
-    image = np.zeros((120, 160, 3), "uint8")
-    for camera in ("front", "back"):
-        result = make_result(camera, 1)
-        service.publish(result)
-        service.snapshot(Snapshot(camera, 1, result.wall_time, image, result.top))
+    send_kept(service, ("front", "back"), results=True)
     kept = [
         f"{base}/{c}/{kind}" for c in ("front", "back") for kind in ("snapshot", "classification")
     ]
@@ -355,10 +351,7 @@ def test_turning_retention_off_clears_what_was_retained(
     base = f"camclassd/{device}"
     service = service_factory(config)
     assert wait_until(lambda: service.connected)
-    result = make_result("front", 1)
-    service.publish(result)
-    image = np.zeros((120, 160, 3), "uint8")
-    service.snapshot(Snapshot("front", 1, result.wall_time, image, result.top))
+    send_kept(service, ("front",), results=True)
     both = sorted([f"{base}/front/classification", f"{base}/front/snapshot"])
     assert wait_until(lambda: sorted(retained(broker.port, f"{base}/+/+")) == both)
     service.apply_config(make_config(broker.port, device=device, cameras=("front",)))
@@ -379,16 +372,23 @@ def test_a_session_replaced_by_a_reload_clears_the_removed_cameras_first(
     base = f"camclassd/{device}"
     service = service_factory(config)
     assert wait_until(lambda: service.connected)
-    image = np.zeros((120, 160, 3), "uint8")
-    for camera in ("front", "back"):
-        result = make_result(camera, 1)
-        service.snapshot(Snapshot(camera, 1, result.wall_time, image, result.top))
+    send_kept(service, ("front", "back"), results=False)
     kept = sorted(f"{base}/{c}/snapshot" for c in ("front", "back"))
     assert wait_until(lambda: sorted(retained(broker.port, f"{base}/+/+")) == kept)
     successor = make_config(broker.port, device=device, cameras=("front",), keepalive_s=30)
     service.retire(successor)
     service.stop()
     assert wait_until(lambda: retained(broker.port, f"{base}/+/+") == [f"{base}/front/snapshot"])
+
+
+def send_kept(service: MqttService, cameras: tuple[str, ...], *, results: bool) -> None:
+    """A snapshot per camera, and its result first when `results`: what the broker retains."""
+    image = np.zeros((120, 160, 3), "uint8")
+    for camera in cameras:
+        result = make_result(camera, 1)
+        if results:
+            service.publish(result)
+        service.snapshot(Snapshot(camera, 1, result.wall_time, image, result.top))
 
 
 def retained(port: int, topic_filter: str) -> list[str]:
