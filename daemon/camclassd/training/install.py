@@ -371,11 +371,15 @@ def camera_line(config: Config, camera: str, model: Path | None, labels: Path | 
     return f"[cameras.{camera}] model = {model}, {shown}"
 
 
+def _paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The config file and the models dir the command names (or their defaults); the models
+    dir absolute, as the config gets its paths."""
+    config_path: Path = args.config or DEFAULT_CONFIG
+    return config_path, Path(os.path.abspath(args.models_dir or DEFAULT_MODELS_DIR))
+
+
 def install_from_args(args: argparse.Namespace, source: Path, camera: str | None = None) -> int:
-    config_path = args.config or DEFAULT_CONFIG
-    models_dir = Path(
-        os.path.abspath(args.models_dir or DEFAULT_MODELS_DIR)
-    )  # the config gets absolute paths
+    config_path, models_dir = _paths(args)
     version, before = install(source, config_path, models_dir, camera)
     print(f"installed {version.name} v{version.number} in {version.directory}")
     if camera is None:
@@ -407,10 +411,7 @@ def rollback_from_args(args: argparse.Namespace, config_path: Path, models_dir: 
 
 
 def main(args: argparse.Namespace) -> int:
-    config_path = args.config or DEFAULT_CONFIG
-    models_dir = Path(
-        os.path.abspath(args.models_dir or DEFAULT_MODELS_DIR)
-    )  # the config gets absolute paths
+    config_path, models_dir = _paths(args)
     if args.model_command == "install":
         return install_from_args(args, args.source, args.camera)
     if args.model_command == "rollback":
